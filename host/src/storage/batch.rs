@@ -1,0 +1,645 @@
+//! The record batch (magic 2) as it sits on disk and on the wire, and its validation.
+//!
+//! Layout (big-endian), as in Kafka's `DefaultRecordBatch`:
+//!
+//! ```text
+//! 0  baseOffset           i64   assigned by the leader, outside the CRC
+//! 8  batchLength          i32   bytes after this field
+//! 12 partitionLeaderEpoch i32   assigned by the leader, outside the CRC
+//! 16 magic                i8    2
+//! 17 crc                  u32   CRC-32C of attributes..end
+//! 21 attributes           i16   compression (bits 0-2), timestamp type (3), transactional (4), control (5)
+//! 23 lastOffsetDelta      i32
+//! 27 baseTimestamp        i64
+//! 35 maxTimestamp         i64
+//! 43 producerId           i64
+//! 51 producerEpoch        i16
+//! 53 baseSequence         i32
+//! 57 recordsCount         i32
+//! 61 records...
+//! ```
+
+use super::error::BatchError;
+
+pub const BASE_OFFSET_OFFSET: usize = 0;
+pub const BATCH_LENGTH_OFFSET: usize = 8;
+pub const PARTITION_LEADER_EPOCH_OFFSET: usize = 12;
+pub const MAGIC_OFFSET: usize = 16;
+pub const CRC_OFFSET: usize = 17;
+pub const ATTRIBUTES_OFFSET: usize = 21;
+const LAST_OFFSET_DELTA_OFFSET: usize = 23;
+const BASE_TIMESTAMP_OFFSET: usize = 27;
+const MAX_TIMESTAMP_OFFSET: usize = 35;
+const PRODUCER_ID_OFFSET: usize = 43;
+const PRODUCER_EPOCH_OFFSET: usize = 51;
+const BASE_SEQUENCE_OFFSET: usize = 53;
+const RECORDS_COUNT_OFFSET: usize = 57;
+/// Size of the batch header; records start here.
+pub const RECORD_BATCH_OVERHEAD: usize = 61;
+/// baseOffset + batchLength: the part of the header not counted in batchLength.
+pub const LOG_OVERHEAD: usize = 12;
+/// The only record format Weir stores. Kafka 4 removed v0/v1 too.
+pub const MAGIC_V2: i8 = 2;
+/// Bytes 0..16 are rewritten by the leader (base offset, batch length, leader epoch): see [`patched_prefix`].
+pub const PATCHED_PREFIX_LEN: usize = 16;
+
+/// Compression codec from the low three bits of the attributes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    Gzip,
+    Snappy,
+    Lz4,
+    Zstd,
+}
+
+impl Compression {
+    fn from_attributes(attributes: i16) -> Option<Compression> {
+        Some(match attributes & 0x07 {
+            0 => Compression::None,
+            1 => Compression::Gzip,
+            2 => Compression::Snappy,
+            3 => Compression::Lz4,
+            4 => Compression::Zstd,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Compression::None => "none",
+            Compression::Gzip => "gzip",
+            Compression::Snappy => "snappy",
+            Compression::Lz4 => "lz4",
+            Compression::Zstd => "zstd",
+        }
+    }
+}
+
+/// A parsed batch header. Parsing checks only that the bytes exist; [`validate_batch`] checks meaning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchHeader {
+    pub base_offset: i64,
+    pub batch_length: i32,
+    pub partition_leader_epoch: i32,
+    pub magic: i8,
+    pub crc: u32,
+    pub attributes: i16,
+    pub last_offset_delta: i32,
+    pub base_timestamp: i64,
+    pub max_timestamp: i64,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
+    pub records_count: i32,
+}
+
+fn be_i64(buf: &[u8], at: usize) -> i64 {
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&buf[at..at + 8]);
+    i64::from_be_bytes(bytes)
+}
+
+fn be_i32(buf: &[u8], at: usize) -> i32 {
+    let mut bytes = [0u8; 4];
+    bytes.copy_from_slice(&buf[at..at + 4]);
+    i32::from_be_bytes(bytes)
+}
+
+fn be_i16(buf: &[u8], at: usize) -> i16 {
+    i16::from_be_bytes([buf[at], buf[at + 1]])
+}
+
+impl BatchHeader {
+    /// Reads the header from the front of `buf`; `None` when fewer than 61 bytes are there.
+    pub fn parse(buf: &[u8]) -> Option<BatchHeader> {
+        if buf.len() < RECORD_BATCH_OVERHEAD {
+            return None;
+        }
+        Some(BatchHeader {
+            base_offset: be_i64(buf, BASE_OFFSET_OFFSET),
+            batch_length: be_i32(buf, BATCH_LENGTH_OFFSET),
+            partition_leader_epoch: be_i32(buf, PARTITION_LEADER_EPOCH_OFFSET),
+            magic: buf[MAGIC_OFFSET] as i8,
+            crc: be_i32(buf, CRC_OFFSET) as u32,
+            attributes: be_i16(buf, ATTRIBUTES_OFFSET),
+            last_offset_delta: be_i32(buf, LAST_OFFSET_DELTA_OFFSET),
+            base_timestamp: be_i64(buf, BASE_TIMESTAMP_OFFSET),
+            max_timestamp: be_i64(buf, MAX_TIMESTAMP_OFFSET),
+            producer_id: be_i64(buf, PRODUCER_ID_OFFSET),
+            producer_epoch: be_i16(buf, PRODUCER_EPOCH_OFFSET),
+            base_sequence: be_i32(buf, BASE_SEQUENCE_OFFSET),
+            records_count: be_i32(buf, RECORDS_COUNT_OFFSET),
+        })
+    }
+
+    /// Bytes the whole batch occupies, header included. Only meaningful after validation.
+    pub fn total_size(&self) -> usize {
+        (self.batch_length.max(0) as usize).saturating_add(LOG_OVERHEAD)
+    }
+
+    pub fn last_offset(&self) -> i64 {
+        self.base_offset
+            .saturating_add(i64::from(self.last_offset_delta))
+    }
+
+    pub fn next_offset(&self) -> i64 {
+        self.last_offset().saturating_add(1)
+    }
+
+    pub fn compression(&self) -> Option<Compression> {
+        Compression::from_attributes(self.attributes)
+    }
+
+    pub fn is_log_append_time(&self) -> bool {
+        self.attributes & 0x08 != 0
+    }
+
+    pub fn is_transactional(&self) -> bool {
+        self.attributes & 0x10 != 0
+    }
+
+    pub fn is_control(&self) -> bool {
+        self.attributes & 0x20 != 0
+    }
+
+    /// The sequence number of the last record, as Kafka's dump tool prints it.
+    pub fn last_sequence(&self) -> i32 {
+        if self.base_sequence < 0 {
+            return -1;
+        }
+        // Sequences wrap at i32::MAX, as in Kafka's DefaultRecordBatch.
+        let next = i64::from(self.base_sequence) + i64::from(self.last_offset_delta);
+        (next % (i64::from(i32::MAX) + 1)) as i32
+    }
+}
+
+/// CRC-32C over attributes..end, the part of the batch the producer seals.
+pub fn compute_crc(batch: &[u8]) -> u32 {
+    crc32c::crc32c(&batch[ATTRIBUTES_OFFSET..])
+}
+
+/// The first 16 bytes of a stored batch: everything the leader rewrites, the rest stays as received.
+pub fn patched_prefix(
+    batch: &[u8],
+    base_offset: u64,
+    partition_leader_epoch: i32,
+) -> [u8; PATCHED_PREFIX_LEN] {
+    let mut prefix = [0u8; PATCHED_PREFIX_LEN];
+    prefix.copy_from_slice(&batch[..PATCHED_PREFIX_LEN]);
+    prefix[BASE_OFFSET_OFFSET..BATCH_LENGTH_OFFSET]
+        .copy_from_slice(&(base_offset as i64).to_be_bytes());
+    prefix[PARTITION_LEADER_EPOCH_OFFSET..MAGIC_OFFSET]
+        .copy_from_slice(&partition_leader_epoch.to_be_bytes());
+    prefix
+}
+
+/// Who produced the batch, which decides how strictly its offsets are checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppendOrigin {
+    /// A producer's batch on the leader: offsets are ours to assign, so the count must match exactly.
+    Client,
+    /// A batch copied from the leader or read back from disk: offsets are already assigned.
+    Replication,
+}
+
+/// Checks one batch at the front of `buf` and returns its header.
+///
+/// The checks follow Kafka's `LogValidator`: header sanity, size against `max_message_bytes`
+/// (before the CRC, as Kafka does, so an oversized batch is reported as too large), the CRC, the
+/// record count against `lastOffsetDelta`, and for uncompressed batches the records themselves.
+pub fn validate_batch(
+    buf: &[u8],
+    max_message_bytes: usize,
+    origin: AppendOrigin,
+) -> Result<BatchHeader, BatchError> {
+    let header = BatchHeader::parse(buf).ok_or_else(|| {
+        BatchError::Corrupt(format!(
+            "{} bytes cannot hold a record batch header ({RECORD_BATCH_OVERHEAD} bytes)",
+            buf.len()
+        ))
+    })?;
+    if header.magic != MAGIC_V2 {
+        return Err(if header.magic == 0 || header.magic == 1 {
+            BatchError::InvalidRecord(format!(
+                "message format v{} is not supported; use magic 2",
+                header.magic
+            ))
+        } else {
+            BatchError::Corrupt(format!("unknown magic byte {}", header.magic))
+        });
+    }
+    if (header.batch_length as i64) < (RECORD_BATCH_OVERHEAD - LOG_OVERHEAD) as i64 {
+        return Err(BatchError::Corrupt(format!(
+            "batch length {} is below the header size",
+            header.batch_length
+        )));
+    }
+    let size = header.total_size();
+    if size > max_message_bytes {
+        return Err(BatchError::TooLarge {
+            size,
+            max: max_message_bytes,
+        });
+    }
+    if size > buf.len() {
+        return Err(BatchError::Corrupt(format!(
+            "batch claims {size} bytes but only {} remain",
+            buf.len()
+        )));
+    }
+    let batch = &buf[..size];
+    let crc = compute_crc(batch);
+    if crc != header.crc {
+        return Err(BatchError::Corrupt(format!(
+            "CRC-32C mismatch: stored {:#010x}, computed {crc:#010x}",
+            header.crc
+        )));
+    }
+    let compression = header.compression().ok_or_else(|| {
+        BatchError::InvalidRecord(format!(
+            "unknown compression codec {}",
+            header.attributes & 0x07
+        ))
+    })?;
+    if header.last_offset_delta < 0 {
+        return Err(BatchError::InvalidRecord(format!(
+            "negative last offset delta {}",
+            header.last_offset_delta
+        )));
+    }
+    if header.records_count <= 0 && origin == AppendOrigin::Client {
+        return Err(BatchError::InvalidRecord(format!(
+            "invalid record count {}",
+            header.records_count
+        )));
+    }
+    if origin == AppendOrigin::Client
+        && i64::from(header.records_count) != i64::from(header.last_offset_delta) + 1
+    {
+        return Err(BatchError::InvalidRecord(format!(
+            "record count {} does not match last offset delta {}",
+            header.records_count, header.last_offset_delta
+        )));
+    }
+    if compression == Compression::None {
+        check_uncompressed_records(
+            &batch[RECORD_BATCH_OVERHEAD..],
+            header.records_count,
+            origin,
+        )?;
+    }
+    Ok(header)
+}
+
+/// Walks the records of an uncompressed batch, checking every length stays inside its record
+/// and, for client batches, that offset deltas run 0, 1, 2, ... as Kafka requires.
+fn check_uncompressed_records(
+    mut records: &[u8],
+    records_count: i32,
+    origin: AppendOrigin,
+) -> Result<(), BatchError> {
+    let invalid =
+        |what: &str, index: i32| BatchError::InvalidRecord(format!("record {index}: {what}"));
+    for index in 0..records_count.max(0) {
+        let length = read_varint(&mut records).ok_or_else(|| invalid("truncated length", index))?;
+        if length < 0 || length as usize > records.len() {
+            return Err(invalid("length runs past the batch", index));
+        }
+        let (mut record, rest) = records.split_at(length as usize);
+        records = rest;
+        let _attributes =
+            take(&mut record, 1).ok_or_else(|| invalid("truncated attributes", index))?;
+        read_varlong(&mut record).ok_or_else(|| invalid("bad timestamp delta", index))?;
+        let offset_delta =
+            read_varint(&mut record).ok_or_else(|| invalid("bad offset delta", index))?;
+        if origin == AppendOrigin::Client && offset_delta != index {
+            return Err(invalid(
+                &format!("offset delta {offset_delta}, expected {index}"),
+                index,
+            ));
+        }
+        skip_nullable_bytes(&mut record).ok_or_else(|| invalid("bad key", index))?;
+        skip_nullable_bytes(&mut record).ok_or_else(|| invalid("bad value", index))?;
+        let headers = read_varint(&mut record).ok_or_else(|| invalid("bad header count", index))?;
+        if headers < 0 {
+            return Err(invalid("negative header count", index));
+        }
+        for _ in 0..headers {
+            let key_length =
+                read_varint(&mut record).ok_or_else(|| invalid("bad header key", index))?;
+            if key_length < 0 {
+                return Err(invalid("null header key", index));
+            }
+            take(&mut record, key_length as usize)
+                .ok_or_else(|| invalid("header key runs past the record", index))?;
+            skip_nullable_bytes(&mut record).ok_or_else(|| invalid("bad header value", index))?;
+        }
+        if !record.is_empty() {
+            return Err(invalid(&format!("{} bytes left over", record.len()), index));
+        }
+    }
+    if !records.is_empty() {
+        return Err(BatchError::InvalidRecord(format!(
+            "{} bytes after the last of {records_count} records",
+            records.len()
+        )));
+    }
+    Ok(())
+}
+
+fn take<'a>(buf: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+    if buf.len() < n {
+        return None;
+    }
+    let (head, tail) = buf.split_at(n);
+    *buf = tail;
+    Some(head)
+}
+
+fn skip_nullable_bytes(buf: &mut &[u8]) -> Option<()> {
+    let length = read_varint(buf)?;
+    if length >= 0 {
+        take(buf, length as usize)?;
+    } else if length != -1 {
+        return None;
+    }
+    Some(())
+}
+
+/// Zig-zag varint as in Kafka's `ByteUtils.readVarint`; `None` if truncated or longer than 5 bytes.
+pub fn read_varint(buf: &mut &[u8]) -> Option<i32> {
+    let raw = read_unsigned_varint(buf, 5)?;
+    let raw = u32::try_from(raw).ok()?;
+    Some(((raw >> 1) as i32) ^ -((raw & 1) as i32))
+}
+
+pub fn read_varlong(buf: &mut &[u8]) -> Option<i64> {
+    let raw = read_unsigned_varint(buf, 10)?;
+    Some(((raw >> 1) as i64) ^ -((raw & 1) as i64))
+}
+
+fn read_unsigned_varint(buf: &mut &[u8], max_bytes: usize) -> Option<u64> {
+    let mut value: u64 = 0;
+    for i in 0..max_bytes {
+        let byte = *buf.get(i)?;
+        value |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            *buf = &buf[i + 1..];
+            return Some(value);
+        }
+    }
+    None
+}
+
+/// One validated batch inside a record set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ValidatedBatch {
+    pub header: BatchHeader,
+    /// Byte range of the batch inside the record set.
+    pub start: usize,
+    pub end: usize,
+}
+
+/// Validates every batch of a record set (a produce partition's `records` may hold several).
+/// Trailing bytes that are not a whole batch make the whole set corrupt.
+pub fn validate_record_set(
+    records: &[u8],
+    max_message_bytes: usize,
+    origin: AppendOrigin,
+) -> Result<Vec<ValidatedBatch>, BatchError> {
+    if records.is_empty() {
+        return Err(BatchError::Corrupt("empty record set".to_string()));
+    }
+    let mut batches = Vec::with_capacity(1);
+    let mut start = 0;
+    while start < records.len() {
+        let header = validate_batch(&records[start..], max_message_bytes, origin)?;
+        let end = start + header.total_size();
+        batches.push(ValidatedBatch { header, start, end });
+        start = end;
+    }
+    Ok(batches)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use bytes::{Bytes, BytesMut};
+    use kafka_protocol::records::{
+        Compression as WireCompression, Record, RecordBatchEncoder, RecordEncodeOptions,
+        TimestampType,
+    };
+
+    /// A client-style batch (base offset 0, epoch -1) of `count` records with `value_size`-byte values.
+    pub(crate) fn client_batch(count: usize, value_size: usize, timestamp: i64) -> Vec<u8> {
+        encode_batch(count, value_size, timestamp, WireCompression::None)
+    }
+
+    pub(crate) fn encode_batch(
+        count: usize,
+        value_size: usize,
+        timestamp: i64,
+        compression: WireCompression,
+    ) -> Vec<u8> {
+        let records: Vec<Record> = (0..count)
+            .map(|i| Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: -1,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: TimestampType::Creation,
+                offset: i as i64,
+                // The encoder keeps records in one batch only while offset - sequence is constant.
+                sequence: i as i32,
+                timestamp: timestamp + i as i64,
+                key: Some(Bytes::from(format!("key-{i}"))),
+                value: Some(Bytes::from(vec![b'v'; value_size])),
+                headers: Default::default(),
+            })
+            .collect();
+        let mut buf = BytesMut::new();
+        RecordBatchEncoder::encode(
+            &mut buf,
+            &records,
+            &RecordEncodeOptions {
+                version: 2,
+                compression,
+            },
+        )
+        .expect("encoding a test batch");
+        let mut batch = buf.to_vec();
+        // A plain (non-idempotent) producer sends base sequence -1.
+        batch[BASE_SEQUENCE_OFFSET..BASE_SEQUENCE_OFFSET + 4]
+            .copy_from_slice(&(-1i32).to_be_bytes());
+        refresh_crc(&mut batch);
+        batch
+    }
+
+    pub(crate) fn refresh_crc(batch: &mut [u8]) {
+        let crc = compute_crc(batch);
+        batch[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+    }
+
+    #[test]
+    fn a_well_formed_batch_validates() {
+        let batch = client_batch(3, 10, 1_000);
+        let header = validate_batch(&batch, 1 << 20, AppendOrigin::Client).expect("valid");
+        assert_eq!(header.records_count, 3);
+        assert_eq!(header.last_offset_delta, 2);
+        assert_eq!(header.total_size(), batch.len());
+        assert_eq!(header.max_timestamp, 1_002);
+        assert_eq!(header.compression(), Some(Compression::None));
+    }
+
+    #[test]
+    fn compressed_batches_validate() {
+        for codec in [
+            WireCompression::Gzip,
+            WireCompression::Snappy,
+            WireCompression::Lz4,
+            WireCompression::Zstd,
+        ] {
+            let batch = encode_batch(5, 100, 7, codec);
+            let header = validate_batch(&batch, 1 << 20, AppendOrigin::Client).expect("valid");
+            assert_ne!(header.compression(), Some(Compression::None), "{codec:?}");
+        }
+    }
+
+    #[test]
+    fn a_flipped_bit_is_corrupt() {
+        let mut batch = client_batch(3, 10, 1_000);
+        let last = batch.len() - 1;
+        batch[last] ^= 1;
+        let error = validate_batch(&batch, 1 << 20, AppendOrigin::Client).expect_err("corrupt");
+        assert!(matches!(error, BatchError::Corrupt(_)), "{error}");
+        assert_eq!(error.kafka_error_code(), 2);
+    }
+
+    #[test]
+    fn the_base_offset_and_epoch_are_outside_the_crc() {
+        let mut batch = client_batch(3, 10, 1_000);
+        let prefix = patched_prefix(&batch, 12_345, 7);
+        batch[..PATCHED_PREFIX_LEN].copy_from_slice(&prefix);
+        let header =
+            validate_batch(&batch, 1 << 20, AppendOrigin::Replication).expect("still valid");
+        assert_eq!(header.base_offset, 12_345);
+        assert_eq!(header.partition_leader_epoch, 7);
+    }
+
+    #[test]
+    fn oversized_batches_are_too_large() {
+        let batch = client_batch(3, 1000, 1_000);
+        let error = validate_batch(&batch, 100, AppendOrigin::Client).expect_err("too large");
+        assert_eq!(
+            error,
+            BatchError::TooLarge {
+                size: batch.len(),
+                max: 100
+            }
+        );
+        assert_eq!(error.kafka_error_code(), 10);
+    }
+
+    #[test]
+    fn count_must_match_last_offset_delta() {
+        let mut batch = client_batch(3, 10, 1_000);
+        batch[RECORDS_COUNT_OFFSET..RECORDS_COUNT_OFFSET + 4].copy_from_slice(&2i32.to_be_bytes());
+        refresh_crc(&mut batch);
+        let error = validate_batch(&batch, 1 << 20, AppendOrigin::Client).expect_err("invalid");
+        assert!(matches!(error, BatchError::InvalidRecord(_)), "{error}");
+        assert_eq!(error.kafka_error_code(), 87);
+    }
+
+    #[test]
+    fn records_must_fill_the_batch_exactly() {
+        let mut batch = client_batch(3, 10, 1_000);
+        // Claim four records where three are stored: the walk runs out of bytes.
+        batch[RECORDS_COUNT_OFFSET..RECORDS_COUNT_OFFSET + 4].copy_from_slice(&4i32.to_be_bytes());
+        batch[LAST_OFFSET_DELTA_OFFSET..LAST_OFFSET_DELTA_OFFSET + 4]
+            .copy_from_slice(&3i32.to_be_bytes());
+        refresh_crc(&mut batch);
+        let error = validate_batch(&batch, 1 << 20, AppendOrigin::Client).expect_err("invalid");
+        assert!(matches!(error, BatchError::InvalidRecord(_)), "{error}");
+    }
+
+    #[test]
+    fn old_magic_is_invalid_and_unknown_magic_corrupt() {
+        let mut batch = client_batch(1, 10, 1_000);
+        batch[MAGIC_OFFSET] = 1;
+        assert!(matches!(
+            validate_batch(&batch, 1 << 20, AppendOrigin::Client),
+            Err(BatchError::InvalidRecord(_))
+        ));
+        batch[MAGIC_OFFSET] = 9;
+        assert!(matches!(
+            validate_batch(&batch, 1 << 20, AppendOrigin::Client),
+            Err(BatchError::Corrupt(_))
+        ));
+    }
+
+    #[test]
+    fn truncated_batches_and_trailing_bytes_are_corrupt() {
+        let batch = client_batch(2, 10, 1_000);
+        assert!(matches!(
+            validate_batch(&batch[..batch.len() - 1], 1 << 20, AppendOrigin::Client),
+            Err(BatchError::Corrupt(_))
+        ));
+        assert!(matches!(
+            validate_batch(&batch[..20], 1 << 20, AppendOrigin::Client),
+            Err(BatchError::Corrupt(_))
+        ));
+        let mut two = batch.clone();
+        two.extend_from_slice(&batch);
+        assert_eq!(
+            validate_record_set(&two, 1 << 20, AppendOrigin::Client)
+                .expect("two batches")
+                .len(),
+            2
+        );
+        two.extend_from_slice(&[0, 0, 0]);
+        assert!(validate_record_set(&two, 1 << 20, AppendOrigin::Client).is_err());
+        assert!(validate_record_set(&[], 1 << 20, AppendOrigin::Client).is_err());
+    }
+
+    #[test]
+    fn varints_decode_as_kafka_encodes_them() {
+        // Worked cases from Kafka's ByteUtilsTest: zig-zag maps 0,-1,1,-2 to 0,1,2,3.
+        let cases: [(&[u8], i32); 5] = [
+            (&[0x00], 0),
+            (&[0x01], -1),
+            (&[0x02], 1),
+            (&[0x03], -2),
+            (&[0xac, 0x02], 150),
+        ];
+        for (bytes, expected) in cases {
+            let mut buf = bytes;
+            assert_eq!(read_varint(&mut buf), Some(expected));
+            assert!(buf.is_empty());
+        }
+        let mut too_long: &[u8] = &[0xff, 0xff, 0xff, 0xff, 0xff, 0x01];
+        assert_eq!(read_varint(&mut too_long), None);
+    }
+
+    proptest::proptest! {
+        /// Fuzz-style: arbitrary bytes never panic validation, whichever origin.
+        #[test]
+        fn validation_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            let _ = validate_record_set(&bytes, 1 << 20, AppendOrigin::Client);
+            let _ = validate_record_set(&bytes, 1 << 20, AppendOrigin::Replication);
+        }
+
+        /// Fuzz-style: a valid batch with one byte changed anywhere past the patched prefix is refused.
+        #[test]
+        fn any_single_byte_change_is_caught(position in 16usize..200, delta in 1u8..=255) {
+            let mut batch = client_batch(4, 20, 5);
+            let position = position % batch.len();
+            if position >= PATCHED_PREFIX_LEN {
+                batch[position] = batch[position].wrapping_add(delta);
+                proptest::prop_assert!(validate_record_set(&batch, 1 << 20, AppendOrigin::Client).is_err());
+            }
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! Storage errors. Each one maps to the Kafka error code a client should see.
+
+use std::io;
+
+/// Kafka wire error codes the storage room can produce. The protocol layer maps them onto its own
+/// `ResponseError` type; they are spelled out here so storage does not depend on the protocol room.
+pub mod kafka_code {
+    pub const OFFSET_OUT_OF_RANGE: i16 = 1;
+    pub const CORRUPT_MESSAGE: i16 = 2;
+    pub const MESSAGE_TOO_LARGE: i16 = 10;
+    pub const KAFKA_STORAGE_ERROR: i16 = 56;
+    pub const INVALID_RECORD: i16 = 87;
+}
+
+/// Why a record batch was refused. A refused batch never changes the log.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BatchError {
+    /// The bytes are not a well-formed record batch (bad CRC, truncated, impossible lengths).
+    #[error("corrupt record batch: {0}")]
+    Corrupt(String),
+    /// The batch is well-formed but its contents break a rule (count vs offsets, old magic, ...).
+    #[error("invalid record batch: {0}")]
+    InvalidRecord(String),
+    /// The batch is larger than `max.message.bytes`.
+    #[error("record batch of {size} bytes exceeds max.message.bytes ({max})")]
+    TooLarge { size: usize, max: usize },
+}
+
+impl BatchError {
+    pub fn kafka_error_code(&self) -> i16 {
+        match self {
+            BatchError::Corrupt(_) => kafka_code::CORRUPT_MESSAGE,
+            BatchError::InvalidRecord(_) => kafka_code::INVALID_RECORD,
+            BatchError::TooLarge { .. } => kafka_code::MESSAGE_TOO_LARGE,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error(transparent)]
+    Batch(#[from] BatchError),
+    #[error("offset {offset} is outside the log [{log_start_offset}, {log_end_offset}]")]
+    OffsetOutOfRange {
+        offset: u64,
+        log_start_offset: u64,
+        log_end_offset: u64,
+    },
+    /// A replicated batch does not continue the log (its base offset is below the log end offset).
+    #[error(
+        "replicated batch at offset {base_offset} does not follow log end offset {log_end_offset}"
+    )]
+    NonMonotonicOffset {
+        base_offset: u64,
+        log_end_offset: u64,
+    },
+    #[error("invalid log configuration: {0}")]
+    Config(String),
+    #[error("storage I/O error on {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl LogError {
+    pub fn kafka_error_code(&self) -> i16 {
+        match self {
+            LogError::Batch(error) => error.kafka_error_code(),
+            LogError::OffsetOutOfRange { .. } => kafka_code::OFFSET_OUT_OF_RANGE,
+            LogError::NonMonotonicOffset { .. } => kafka_code::CORRUPT_MESSAGE,
+            LogError::Config(_) | LogError::Io { .. } => kafka_code::KAFKA_STORAGE_ERROR,
+        }
+    }
+}
+
+pub type Result<T, E = LogError> = std::result::Result<T, E>;
+
+/// Attaches the path to an I/O error, so an operator can tell which file failed.
+pub(crate) trait IoContext<T> {
+    fn at(self, path: &std::path::Path) -> Result<T>;
+}
+
+impl<T> IoContext<T> for io::Result<T> {
+    fn at(self, path: &std::path::Path) -> Result<T> {
+        self.map_err(|source| LogError::Io {
+            path: path.display().to_string(),
+            source,
+        })
+    }
+}

@@ -1,0 +1,780 @@
+//! A partition's log (Kafka's `UnifiedLog` + `LogLoader`): an ordered run of segments with the
+//! log start offset, log end offset, recovery point and leader epoch cache.
+//!
+//! The log knows nothing of replication: it does not know the high watermark or who leads. Callers
+//! pass in bounds (the high watermark for retention, an upper offset for reads) where Kafka needs them.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::batch::{AppendOrigin, PATCHED_PREFIX_LEN, patched_prefix, validate_record_set};
+use super::config::LogConfig;
+use super::epoch_cache::LeaderEpochCache;
+use super::error::{BatchError, IoContext, LogError, Result};
+use super::files::{FileHandleCache, sync_dir};
+use super::records::{decode_records, first_record_at_or_after};
+use super::segment::{BatchToAppend, LOG_SUFFIX, LogSegment, TIME_INDEX_SUFFIX};
+use crate::clock::Clock;
+
+/// Largest batch a follower will take from its leader: the leader already enforced
+/// `max.message.bytes`, and a follower must not refuse what its leader accepted (Kafka does the same).
+const REPLICATED_BATCH_BYTES_MAX: usize = i32::MAX as usize;
+
+/// What the log directory loader knows about a log from the broker's checkpoints.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LogOpenOptions {
+    /// Offsets below this were fsynced; segments from the one holding it are scanned on open.
+    pub recovery_point: u64,
+    pub log_start_offset: u64,
+    /// The broker shut down cleanly: skip the scan.
+    pub clean_shutdown: bool,
+}
+
+/// The result of an append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    pub first_offset: u64,
+    pub last_offset: u64,
+    pub log_end_offset: u64,
+    pub max_timestamp: i64,
+    pub offset_of_max_timestamp: u64,
+    pub records_count: u64,
+}
+
+/// What opening found, for the operator's log line and for tests.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    pub segments_loaded: usize,
+    pub segments_recovered: usize,
+    /// Bytes cut from torn or corrupt tails.
+    pub bytes_truncated: u64,
+    /// Segments after a corrupt one, deleted because their offsets can no longer follow.
+    pub segments_deleted: usize,
+}
+
+#[derive(Debug)]
+pub struct Log {
+    dir: PathBuf,
+    config: LogConfig,
+    /// By base offset; never empty, and the last one is the active segment.
+    segments: BTreeMap<u64, LogSegment>,
+    log_start_offset: u64,
+    recovery_point: u64,
+    epoch_cache: LeaderEpochCache,
+    unflushed_messages: u64,
+    last_flush_ms: i64,
+    clock: Arc<dyn Clock>,
+    handles: Arc<FileHandleCache>,
+}
+
+impl Log {
+    /// Opens (or creates) the log in `dir`, recovering anything past the recovery point.
+    pub fn open(
+        dir: &Path,
+        config: LogConfig,
+        options: LogOpenOptions,
+        clock: Arc<dyn Clock>,
+        handles: Arc<FileHandleCache>,
+    ) -> Result<(Log, RecoveryReport)> {
+        std::fs::create_dir_all(dir).at(dir)?;
+        let now_ms = clock.now_ms();
+        let mut report = RecoveryReport::default();
+        let bases = scan_segment_files(dir)?;
+        let (mut epoch_cache, epochs_existed) = LeaderEpochCache::load(dir)?;
+
+        // Every segment from the one holding the recovery point may hold unflushed bytes.
+        let first_unflushed = bases
+            .iter()
+            .copied()
+            .filter(|base| *base <= options.recovery_point)
+            .max()
+            .unwrap_or(0);
+        let mut segments = BTreeMap::new();
+        let mut corrupt_tail_found = false;
+        for base in bases {
+            if corrupt_tail_found {
+                let segment = LogSegment::open(dir, base, handles.clone(), now_ms)?;
+                delete_segment_files(dir, base, segment, &handles)?;
+                report.segments_deleted += 1;
+                continue;
+            }
+            let trusted = options.clean_shutdown || base < first_unflushed;
+            let opened = if trusted {
+                LogSegment::open(dir, base, handles.clone(), now_ms)?
+            } else {
+                None
+            };
+            let segment = match opened {
+                Some(segment) => segment,
+                None => {
+                    let (segment, truncated) = LogSegment::recover(
+                        dir,
+                        base,
+                        handles.clone(),
+                        now_ms,
+                        config.index_interval_bytes,
+                        &mut epoch_cache,
+                    )?;
+                    report.segments_recovered += 1;
+                    if truncated > 0 {
+                        tracing::warn!(dir = %dir.display(), base_offset = base, bytes = truncated, "cut a torn or corrupt tail");
+                        report.bytes_truncated += truncated;
+                        corrupt_tail_found = true;
+                    }
+                    segment
+                }
+            };
+            report.segments_loaded += 1;
+            segments.insert(base, segment);
+        }
+        if segments.is_empty() {
+            let base = options.log_start_offset;
+            segments.insert(
+                base,
+                LogSegment::create(dir, base, handles.clone(), now_ms)?,
+            );
+            sync_dir(dir).at(dir)?;
+        }
+        let count = segments.len();
+        for (position, segment) in segments.values_mut().enumerate() {
+            if position + 1 < count {
+                if segment.is_active() {
+                    segment.seal()?;
+                }
+            } else {
+                segment.activate()?;
+                segment.flush()?;
+            }
+        }
+        let mut log = Log {
+            dir: dir.to_path_buf(),
+            config,
+            segments,
+            log_start_offset: 0,
+            recovery_point: 0,
+            epoch_cache,
+            unflushed_messages: 0,
+            last_flush_ms: now_ms,
+            clock,
+            handles,
+        };
+        let log_end_offset = log.log_end_offset();
+        log.log_start_offset = options
+            .log_start_offset
+            .max(log.first_segment().base_offset())
+            .min(log_end_offset);
+        // Whatever was scanned is now fsynced (the active segment just above, the rest at seal);
+        // whatever was trusted was below the old recovery point or cleanly shut down.
+        log.recovery_point = log_end_offset;
+        if !epochs_existed {
+            log.rebuild_epoch_cache()?;
+        }
+        log.epoch_cache.truncate_from_end(log_end_offset)?;
+        log.epoch_cache.truncate_from_start(log.log_start_offset)?;
+        Ok((log, report))
+    }
+
+    /// Re-reads leader epochs from every batch header, when `leader-epoch-checkpoint` was lost.
+    fn rebuild_epoch_cache(&mut self) -> Result<()> {
+        self.epoch_cache.clear()?;
+        let mut epochs = Vec::new();
+        for segment in self.segments.values() {
+            segment.for_each_header(|header| {
+                if header.partition_leader_epoch >= 0
+                    && epochs
+                        .last()
+                        .is_none_or(|(latest, _)| header.partition_leader_epoch > *latest)
+                {
+                    epochs.push((header.partition_leader_epoch, header.base_offset as u64));
+                }
+                Ok(())
+            })?;
+        }
+        for (epoch, start_offset) in epochs {
+            self.epoch_cache.assign(epoch, start_offset)?;
+        }
+        Ok(())
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+
+    pub fn set_config(&mut self, config: LogConfig) {
+        self.config = config;
+    }
+
+    pub fn log_start_offset(&self) -> u64 {
+        self.log_start_offset
+    }
+
+    /// One past the last offset in the log: where the next append goes.
+    pub fn log_end_offset(&self) -> u64 {
+        self.active_segment().next_offset()
+    }
+
+    pub fn recovery_point(&self) -> u64 {
+        self.recovery_point
+    }
+
+    pub fn size_in_bytes(&self) -> u64 {
+        self.segments.values().map(LogSegment::size).sum()
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+
+    pub fn segment_base_offsets(&self) -> Vec<u64> {
+        self.segments.keys().copied().collect()
+    }
+
+    pub fn latest_epoch(&self) -> Option<i32> {
+        self.epoch_cache.latest_epoch()
+    }
+
+    /// OffsetForLeaderEpoch: (largest epoch <= `epoch`, the offset where it ended). See
+    /// [`LeaderEpochCache::end_offset_for`].
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> (i32, i64) {
+        self.epoch_cache
+            .end_offset_for(epoch, self.log_end_offset())
+    }
+
+    pub fn epoch_entries(&self) -> Vec<(i32, u64)> {
+        self.epoch_cache
+            .entries()
+            .iter()
+            .map(|entry| (entry.epoch, entry.start_offset))
+            .collect()
+    }
+
+    fn active_segment(&self) -> &LogSegment {
+        self.segments
+            .values()
+            .next_back()
+            .expect("a log always has an active segment")
+    }
+
+    fn active_segment_mut(&mut self) -> &mut LogSegment {
+        self.segments
+            .values_mut()
+            .next_back()
+            .expect("a log always has an active segment")
+    }
+
+    fn first_segment(&self) -> &LogSegment {
+        self.segments
+            .values()
+            .next()
+            .expect("a log always has a segment")
+    }
+
+    /// Appends a producer's record set on the leader: validates every batch, assigns offsets from
+    /// the log end offset, stamps `leader_epoch`, and writes the batches as received otherwise.
+    /// A record set that fails validation changes nothing.
+    pub fn append(&mut self, records: &[u8], leader_epoch: i32) -> Result<AppendInfo> {
+        let batches =
+            validate_record_set(records, self.config.max_message_bytes, AppendOrigin::Client)?;
+        if records.len() as u64 > self.config.segment_bytes {
+            return Err(BatchError::TooLarge {
+                size: records.len(),
+                max: self.config.segment_bytes as usize,
+            }
+            .into());
+        }
+        let first_offset = self.log_end_offset();
+        let mut next_offset = first_offset;
+        let mut prefixes: Vec<[u8; PATCHED_PREFIX_LEN]> = Vec::with_capacity(batches.len());
+        let mut last_offsets = Vec::with_capacity(batches.len());
+        for batch in &batches {
+            prefixes.push(patched_prefix(
+                &records[batch.start..batch.end],
+                next_offset,
+                leader_epoch,
+            ));
+            let last_offset = next_offset + batch.header.last_offset_delta as u64;
+            last_offsets.push(last_offset);
+            next_offset = last_offset + 1;
+        }
+        let to_append: Vec<BatchToAppend<'_>> = batches
+            .iter()
+            .zip(&prefixes)
+            .zip(&last_offsets)
+            .map(|((batch, prefix), last_offset)| BatchToAppend {
+                patched_prefix: Some(prefix),
+                bytes: &records[batch.start..batch.end],
+                last_offset: *last_offset,
+                max_timestamp: batch.header.max_timestamp,
+            })
+            .collect();
+        self.append_batches(&to_append, first_offset)?;
+        if leader_epoch >= 0 {
+            self.epoch_cache.assign(leader_epoch, first_offset)?;
+        }
+        Ok(self.after_append(&to_append, first_offset))
+    }
+
+    /// Appends batches copied from the leader, offsets and epochs already assigned. They must start
+    /// at or after the log end offset (a follower truncates before it fetches).
+    pub fn append_as_follower(&mut self, records: &[u8]) -> Result<AppendInfo> {
+        let batches = validate_record_set(
+            records,
+            REPLICATED_BATCH_BYTES_MAX,
+            AppendOrigin::Replication,
+        )?;
+        let first_offset = batches[0].header.base_offset;
+        let mut expected_at_least = self.log_end_offset();
+        for batch in &batches {
+            if batch.header.base_offset < expected_at_least as i64 {
+                return Err(LogError::NonMonotonicOffset {
+                    base_offset: batch.header.base_offset.max(0) as u64,
+                    log_end_offset: expected_at_least,
+                });
+            }
+            expected_at_least = batch.header.next_offset() as u64;
+        }
+        let to_append: Vec<BatchToAppend<'_>> = batches
+            .iter()
+            .map(|batch| BatchToAppend {
+                patched_prefix: None,
+                bytes: &records[batch.start..batch.end],
+                last_offset: batch.header.last_offset() as u64,
+                max_timestamp: batch.header.max_timestamp,
+            })
+            .collect();
+        self.append_batches(&to_append, first_offset as u64)?;
+        for batch in &batches {
+            if batch.header.partition_leader_epoch >= 0 {
+                self.epoch_cache.assign(
+                    batch.header.partition_leader_epoch,
+                    batch.header.base_offset as u64,
+                )?;
+            }
+        }
+        Ok(self.after_append(&to_append, first_offset as u64))
+    }
+
+    fn append_batches(&mut self, batches: &[BatchToAppend<'_>], first_offset: u64) -> Result<()> {
+        let size: u64 = batches.iter().map(|batch| batch.bytes.len() as u64).sum();
+        let last_offset = batches
+            .last()
+            .map_or(first_offset, |batch| batch.last_offset);
+        self.maybe_roll(size, first_offset, last_offset)?;
+        let interval = self.config.index_interval_bytes;
+        self.active_segment_mut().append(batches, interval)
+    }
+
+    fn after_append(&mut self, batches: &[BatchToAppend<'_>], first_offset: u64) -> AppendInfo {
+        let last_offset = batches
+            .last()
+            .map_or(first_offset, |batch| batch.last_offset);
+        let (mut max_timestamp, mut offset_of_max_timestamp) = (-1, first_offset);
+        for batch in batches {
+            if batch.max_timestamp > max_timestamp {
+                max_timestamp = batch.max_timestamp;
+                offset_of_max_timestamp = batch.last_offset;
+            }
+        }
+        let records_count = last_offset + 1 - first_offset;
+        self.unflushed_messages += records_count;
+        if self.unflushed_messages >= self.config.flush_messages
+            && let Err(error) = self.flush()
+        {
+            // The append itself succeeded and is readable; a failed fsync only delays durability
+            // and is retried by the next flush.
+            tracing::error!(dir = %self.dir.display(), %error, "flush after append failed");
+        }
+        AppendInfo {
+            first_offset,
+            last_offset,
+            log_end_offset: self.log_end_offset(),
+            max_timestamp,
+            offset_of_max_timestamp,
+            records_count,
+        }
+    }
+
+    /// Rolls when the batches would not fit the active segment or it is older than `segment.ms`.
+    fn maybe_roll(&mut self, size: u64, first_offset: u64, last_offset: u64) -> Result<()> {
+        let now_ms = self.clock.now_ms();
+        let active = self.active_segment();
+        let too_old = active.age_ms(now_ms) > self.config.segment_ms;
+        let full = !active.can_hold(size, last_offset, self.config.segment_bytes);
+        // A follower may skip offsets (its leader's log was compacted or deleted there); a new
+        // segment then starts at the first offset actually appended.
+        let gap = first_offset > active.next_offset();
+        if !active.is_empty() && (too_old || full || gap) {
+            self.roll_at(first_offset)?;
+        } else if active.is_empty() && active.base_offset() != first_offset {
+            self.replace_empty_active(first_offset)?;
+        }
+        Ok(())
+    }
+
+    /// Seals the active segment and starts a new one at the log end offset.
+    pub fn roll(&mut self) -> Result<()> {
+        if self.active_segment().is_empty() {
+            return Ok(());
+        }
+        let log_end_offset = self.log_end_offset();
+        self.roll_at(log_end_offset)
+    }
+
+    fn roll_at(&mut self, base_offset: u64) -> Result<()> {
+        self.active_segment_mut().seal()?;
+        let now_ms = self.clock.now_ms();
+        let segment = LogSegment::create(&self.dir, base_offset, self.handles.clone(), now_ms)?;
+        self.segments.insert(base_offset, segment);
+        sync_dir(&self.dir).at(&self.dir)?;
+        Ok(())
+    }
+
+    fn replace_empty_active(&mut self, base_offset: u64) -> Result<()> {
+        let (old_base, old) = self
+            .segments
+            .pop_last()
+            .expect("a log always has an active segment");
+        old.delete()?;
+        debug_assert!(old_base < base_offset || self.segments.is_empty());
+        let now_ms = self.clock.now_ms();
+        let segment = LogSegment::create(&self.dir, base_offset, self.handles.clone(), now_ms)?;
+        self.segments.insert(base_offset, segment);
+        sync_dir(&self.dir).at(&self.dir)
+    }
+
+    /// Reads whole batches from the one holding `offset`, up to `max_bytes` (but at least one batch).
+    pub fn read(&self, offset: u64, max_bytes: usize) -> Result<Bytes> {
+        self.read_up_to(offset, max_bytes, u64::MAX)
+    }
+
+    /// As [`Log::read`], returning only batches that end below `max_offset` (exclusive): a
+    /// consumer's fetch passes the high watermark, a follower's the log end offset.
+    pub fn read_up_to(&self, offset: u64, max_bytes: usize, max_offset: u64) -> Result<Bytes> {
+        let log_end_offset = self.log_end_offset();
+        if offset < self.log_start_offset || offset > log_end_offset {
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                log_start_offset: self.log_start_offset,
+                log_end_offset,
+            });
+        }
+        let max_offset = max_offset.min(log_end_offset);
+        if offset >= max_offset {
+            return Ok(Bytes::new());
+        }
+        let first_base = self
+            .segments
+            .range(..=offset)
+            .next_back()
+            .map_or(0, |(base, _)| *base);
+        for segment in self
+            .segments
+            .range(first_base..)
+            .map(|(_, segment)| segment)
+        {
+            if segment.base_offset() >= max_offset {
+                break;
+            }
+            let Some(found) = segment.find_batch(offset)? else {
+                continue;
+            };
+            let end_position = if max_offset < segment.next_offset() {
+                segment
+                    .find_batch(max_offset)?
+                    .map_or(segment.size(), |batch| batch.position)
+            } else {
+                segment.size()
+            };
+            return segment.read(found.position, max_bytes, end_position);
+        }
+        Ok(Bytes::new())
+    }
+
+    /// ListOffsets by timestamp: the first offset whose record timestamp is at least `timestamp`,
+    /// with that record's timestamp; `None` when every record is older.
+    pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(u64, i64)>> {
+        for segment in self.segments.values() {
+            if segment.max_timestamp() < timestamp {
+                continue;
+            }
+            let Some(found) = segment.find_batch_by_timestamp(timestamp)? else {
+                continue;
+            };
+            let batch = segment.read(found.position, 1, segment.size())?;
+            if let Some((offset, record_timestamp)) =
+                first_record_at_or_after(&found.header, &batch, timestamp)
+            {
+                return Ok(Some((offset.max(self.log_start_offset), record_timestamp)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// ListOffsets MAX_TIMESTAMP: the offset of the record with the largest timestamp and that
+    /// timestamp; `None` for an empty log.
+    pub fn max_timestamp_and_offset(&self) -> Result<Option<(u64, i64)>> {
+        let Some(segment) = self
+            .segments
+            .values()
+            .filter(|segment| !segment.is_empty() && segment.max_timestamp() >= 0)
+            .max_by_key(|segment| segment.max_timestamp())
+        else {
+            return Ok(None);
+        };
+        let max_timestamp = segment.max_timestamp();
+        let Some(found) = segment.find_batch(segment.offset_of_max_timestamp())? else {
+            return Ok(None);
+        };
+        let batch = segment.read(found.position, 1, segment.size())?;
+        let offset = match decode_records(&batch) {
+            Ok(records) if !found.header.is_log_append_time() => records
+                .iter()
+                .find(|record| record.timestamp == max_timestamp)
+                .map_or(found.header.last_offset() as u64, |record| {
+                    record.offset as u64
+                }),
+            _ => found.header.last_offset() as u64,
+        };
+        Ok(Some((offset, max_timestamp)))
+    }
+
+    /// Removes every batch from the one holding `offset` on (a follower's truncation after
+    /// OffsetForLeaderEpoch). Returns the new log end offset, which is at most `offset`.
+    pub fn truncate_to(&mut self, offset: u64) -> Result<u64> {
+        if offset >= self.log_end_offset() {
+            return Ok(self.log_end_offset());
+        }
+        if offset <= self.first_segment().base_offset() || offset < self.log_start_offset {
+            self.truncate_fully_and_start_at(offset)?;
+            return Ok(offset);
+        }
+        let doomed: Vec<u64> = self
+            .segments
+            .range(offset..)
+            .map(|(base, _)| *base)
+            .collect();
+        for base in doomed {
+            if let Some(segment) = self.segments.remove(&base) {
+                segment.delete()?;
+            }
+        }
+        let active = self.active_segment_mut();
+        active.activate()?;
+        active.truncate_to(offset)?;
+        let log_end_offset = self.log_end_offset();
+        self.epoch_cache.truncate_from_end(log_end_offset)?;
+        self.recovery_point = self.recovery_point.min(log_end_offset);
+        sync_dir(&self.dir).at(&self.dir)?;
+        Ok(log_end_offset)
+    }
+
+    /// Deletes everything and starts an empty log at `offset` (a follower far behind its leader's
+    /// log start, or truncated below its own first segment).
+    pub fn truncate_fully_and_start_at(&mut self, offset: u64) -> Result<()> {
+        while let Some((_, segment)) = self.segments.pop_first() {
+            segment.delete()?;
+        }
+        let now_ms = self.clock.now_ms();
+        let segment = LogSegment::create(&self.dir, offset, self.handles.clone(), now_ms)?;
+        self.segments.insert(offset, segment);
+        self.log_start_offset = offset;
+        self.recovery_point = offset;
+        self.epoch_cache.clear()?;
+        sync_dir(&self.dir).at(&self.dir)
+    }
+
+    /// DeleteRecords: moves the log start offset up to `offset` and deletes segments that lie
+    /// wholly below it. Returns the new log start offset.
+    pub fn delete_records_before(&mut self, offset: u64) -> Result<u64> {
+        let log_end_offset = self.log_end_offset();
+        if offset > log_end_offset {
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                log_start_offset: self.log_start_offset,
+                log_end_offset,
+            });
+        }
+        if offset > self.log_start_offset {
+            self.log_start_offset = offset;
+            self.epoch_cache.truncate_from_start(offset)?;
+            self.delete_segments_while(u64::MAX, |_, _, _| false)?;
+        }
+        Ok(self.log_start_offset)
+    }
+
+    /// Retention: deletes closed segments, oldest first, that are older than `retention.ms`, or
+    /// while the log exceeds `retention.bytes`, or that lie below the log start offset. Never
+    /// deletes data at or above `high_watermark`, nor the active segment.
+    /// Returns the number of segments deleted.
+    pub fn apply_retention(&mut self, high_watermark: u64) -> Result<usize> {
+        let now_ms = self.clock.now_ms();
+        let (retention_ms, retention_bytes) =
+            (self.config.retention_ms, self.config.retention_bytes);
+        let mut excess_bytes = if retention_bytes < 0 {
+            0
+        } else {
+            self.size_in_bytes().saturating_sub(retention_bytes as u64)
+        };
+        self.delete_segments_while(high_watermark, |segment, last_modified_ms, _| {
+            let newest_ms = if segment.max_timestamp() >= 0 {
+                segment.max_timestamp()
+            } else {
+                last_modified_ms
+            };
+            let expired = retention_ms >= 0 && now_ms.saturating_sub(newest_ms) > retention_ms;
+            let over_size = retention_bytes >= 0 && excess_bytes >= segment.size();
+            if over_size {
+                excess_bytes -= segment.size();
+            }
+            expired || over_size
+        })
+    }
+
+    /// Deletes closed segments from the oldest while `delete` says so or they lie below the log start
+    /// offset, stopping at the first segment kept or one whose data reaches `upper_bound`.
+    fn delete_segments_while(
+        &mut self,
+        upper_bound: u64,
+        mut delete: impl FnMut(&LogSegment, i64, u64) -> bool,
+    ) -> Result<usize> {
+        let mut deleted = 0;
+        while self.segments.len() > 1 {
+            let mut bases = self.segments.keys();
+            let (Some(&base), Some(&next_base)) = (bases.next(), bases.next()) else {
+                break;
+            };
+            if next_base > upper_bound {
+                break;
+            }
+            let segment = &self.segments[&base];
+            let last_modified_ms = if segment.max_timestamp() < 0 {
+                segment.last_modified_ms()?
+            } else {
+                0
+            };
+            let below_start = next_base <= self.log_start_offset;
+            if !below_start && !delete(segment, last_modified_ms, next_base) {
+                break;
+            }
+            let segment = self.segments.remove(&base).expect("base was just listed");
+            segment.delete()?;
+            deleted += 1;
+            if next_base > self.log_start_offset {
+                self.log_start_offset = next_base;
+            }
+        }
+        if deleted > 0 {
+            self.epoch_cache
+                .truncate_from_start(self.log_start_offset)?;
+            sync_dir(&self.dir).at(&self.dir)?;
+        }
+        Ok(deleted)
+    }
+
+    /// fsyncs everything appended so far and moves the recovery point to the log end offset.
+    pub fn flush(&mut self) -> Result<()> {
+        self.active_segment_mut().flush()?;
+        self.recovery_point = self.log_end_offset();
+        self.unflushed_messages = 0;
+        self.last_flush_ms = self.clock.now_ms();
+        Ok(())
+    }
+
+    /// Flushes when the last flush is older than `flush.ms`; called by the broker's scheduler.
+    pub fn maybe_flush_by_time(&mut self) -> Result<bool> {
+        let now_ms = self.clock.now_ms();
+        if self.unflushed_messages > 0
+            && now_ms.saturating_sub(self.last_flush_ms) >= self.config.flush_ms
+        {
+            self.flush()?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// Rolls when the active segment has outlived `segment.ms` even without new appends, as
+    /// Kafka's retention check does, so time-based retention can reach quiet partitions.
+    pub fn maybe_roll_by_time(&mut self) -> Result<bool> {
+        let now_ms = self.clock.now_ms();
+        let active = self.active_segment();
+        if !active.is_empty() && active.age_ms(now_ms) > self.config.segment_ms {
+            self.roll()?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// Deletes the whole log directory (DeleteTopics, or a replica moved away).
+    pub fn delete(mut self) -> Result<()> {
+        while let Some((_, segment)) = self.segments.pop_first() {
+            segment.delete()?;
+        }
+        std::fs::remove_dir_all(&self.dir).at(&self.dir)
+    }
+}
+
+/// Lists segment base offsets in `dir`, deleting leftovers that have no log file: index files
+/// of a deleted segment and temporary files of an interrupted checkpoint write.
+fn scan_segment_files(dir: &Path) -> Result<Vec<u64>> {
+    let mut bases = Vec::new();
+    let mut orphans = Vec::new();
+    for entry in std::fs::read_dir(dir).at(dir)? {
+        let entry = entry.at(dir)?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let Some((stem, suffix)) = name.split_once('.') else {
+            continue;
+        };
+        if suffix == "tmp" || name.ends_with(".tmp") {
+            orphans.push(entry.path());
+            continue;
+        }
+        let Ok(base) = stem.parse::<u64>() else {
+            continue;
+        };
+        if stem.len() != 20 {
+            continue;
+        }
+        if suffix == LOG_SUFFIX {
+            bases.push(base);
+        } else if (suffix == super::segment::INDEX_SUFFIX || suffix == TIME_INDEX_SUFFIX)
+            && !dir.join(format!("{stem}.{LOG_SUFFIX}")).exists()
+        {
+            orphans.push(entry.path());
+        }
+    }
+    for orphan in orphans {
+        std::fs::remove_file(&orphan).at(&orphan)?;
+    }
+    bases.sort_unstable();
+    Ok(bases)
+}
+
+fn delete_segment_files(
+    dir: &Path,
+    base: u64,
+    opened: Option<LogSegment>,
+    handles: &FileHandleCache,
+) -> Result<()> {
+    if let Some(segment) = opened {
+        return segment.delete();
+    }
+    for suffix in [LOG_SUFFIX, super::segment::INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
+        let path = super::segment::segment_path(dir, base, suffix);
+        handles.evict(&path);
+        match std::fs::remove_file(&path) {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                return Err(error).at(&path);
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}

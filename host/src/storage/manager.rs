@@ -1,0 +1,236 @@
+//! All partition logs in one log directory (Kafka's `LogManager` for one `log.dirs` entry): loads
+//! them at start, owns the directory's checkpoint files and the clean-shutdown marker.
+//!
+//! Files in the directory:
+//! ```text
+//! recovery-point-offset-checkpoint   topic partition offset: everything below is fsynced
+//! log-start-offset-checkpoint        topic partition offset: records below were deleted
+//! .kafka_cleanshutdown               present only after a clean shutdown; removed at start
+//! <topic>-<partition>/               one directory per partition log
+//! ```
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use super::checkpoint::{
+    LOG_START_OFFSET_CHECKPOINT, RECOVERY_POINT_CHECKPOINT, TopicPartition, read_offsets,
+    write_offsets,
+};
+use super::config::LogConfig;
+use super::error::{IoContext, LogError, Result};
+use super::files::{FileHandleCache, SEALED_FILE_HANDLES_MAX, sync_dir, write_atomically};
+use super::log::{Log, LogOpenOptions, RecoveryReport};
+use crate::clock::Clock;
+
+/// Kafka's marker name, so operators' habits and scripts carry over.
+pub const CLEAN_SHUTDOWN_MARKER: &str = ".kafka_cleanshutdown";
+
+pub type SharedLog = Arc<Mutex<Log>>;
+
+#[derive(Debug)]
+pub struct LogManager {
+    dir: PathBuf,
+    logs: Mutex<HashMap<TopicPartition, SharedLog>>,
+    clock: Arc<dyn Clock>,
+    handles: Arc<FileHandleCache>,
+    /// What loading found, per partition, for the start-up log line and for tests.
+    recovery: HashMap<TopicPartition, RecoveryReport>,
+    had_clean_shutdown: bool,
+}
+
+fn lock(log: &SharedLog) -> MutexGuard<'_, Log> {
+    log.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl LogManager {
+    /// Opens every partition log under `dir`. `config_for` gives each partition's config (the
+    /// broker knows topic overrides; storage does not).
+    pub fn open(
+        dir: &Path,
+        clock: Arc<dyn Clock>,
+        config_for: impl Fn(&TopicPartition) -> LogConfig,
+    ) -> Result<Self> {
+        std::fs::create_dir_all(dir).at(dir)?;
+        let marker = dir.join(CLEAN_SHUTDOWN_MARKER);
+        let had_clean_shutdown = marker.exists();
+        let recovery_points = read_offsets(&dir.join(RECOVERY_POINT_CHECKPOINT)).unwrap_or_else(|error| {
+            tracing::warn!(%error, "unreadable recovery point checkpoint; recovering every log in full");
+            BTreeMap::new()
+        });
+        let log_start_offsets = read_offsets(&dir.join(LOG_START_OFFSET_CHECKPOINT)).unwrap_or_else(|error| {
+            tracing::warn!(%error, "unreadable log start offset checkpoint; using each log's first segment");
+            BTreeMap::new()
+        });
+        let handles = FileHandleCache::new(SEALED_FILE_HANDLES_MAX);
+        let mut logs = HashMap::new();
+        let mut recovery = HashMap::new();
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .at(dir)?
+            .collect::<std::io::Result<_>>()
+            .at(dir)?;
+        entries.sort_by_key(|entry| entry.file_name());
+        for entry in entries {
+            if !entry.file_type().at(&entry.path())?.is_dir() {
+                continue;
+            }
+            let Some(tp) = entry
+                .file_name()
+                .to_str()
+                .and_then(TopicPartition::from_dir_name)
+            else {
+                continue;
+            };
+            let options = LogOpenOptions {
+                // Without a checkpoint entry nothing is known to be flushed: scan it all.
+                recovery_point: recovery_points.get(&tp).copied().unwrap_or(0),
+                log_start_offset: log_start_offsets.get(&tp).copied().unwrap_or(0),
+                clean_shutdown: had_clean_shutdown,
+            };
+            let (log, report) = Log::open(
+                &entry.path(),
+                config_for(&tp),
+                options,
+                clock.clone(),
+                handles.clone(),
+            )?;
+            if report.bytes_truncated > 0 || report.segments_deleted > 0 {
+                tracing::warn!(partition = %tp, ?report, "log recovered with data cut");
+            }
+            recovery.insert(tp.clone(), report);
+            logs.insert(tp, Arc::new(Mutex::new(log)));
+        }
+        // From here on a crash is unclean until the next clean shutdown writes the marker again.
+        if had_clean_shutdown {
+            std::fs::remove_file(&marker).at(&marker)?;
+            sync_dir(dir).at(dir)?;
+        }
+        let manager = LogManager {
+            dir: dir.to_path_buf(),
+            logs: Mutex::new(logs),
+            clock,
+            handles,
+            recovery,
+            had_clean_shutdown,
+        };
+        manager.checkpoint()?;
+        Ok(manager)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn had_clean_shutdown(&self) -> bool {
+        self.had_clean_shutdown
+    }
+
+    pub fn recovery_report(&self, tp: &TopicPartition) -> Option<&RecoveryReport> {
+        self.recovery.get(tp)
+    }
+
+    fn logs(&self) -> MutexGuard<'_, HashMap<TopicPartition, SharedLog>> {
+        self.logs
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn get(&self, tp: &TopicPartition) -> Option<SharedLog> {
+        self.logs().get(tp).cloned()
+    }
+
+    pub fn partitions(&self) -> Vec<TopicPartition> {
+        let mut partitions: Vec<_> = self.logs().keys().cloned().collect();
+        partitions.sort();
+        partitions
+    }
+
+    /// The log for `tp`, created empty with `config` if it does not exist.
+    pub fn get_or_create(&self, tp: &TopicPartition, config: LogConfig) -> Result<SharedLog> {
+        let mut logs = self.logs();
+        if let Some(log) = logs.get(tp) {
+            return Ok(log.clone());
+        }
+        if tp.topic.is_empty()
+            || tp.topic.contains(['/', '\0'])
+            || tp.topic == "."
+            || tp.topic == ".."
+        {
+            return Err(LogError::Config(format!(
+                "'{}' cannot name a log directory",
+                tp.topic
+            )));
+        }
+        let dir = self.dir.join(tp.dir_name());
+        let (log, _) = Log::open(
+            &dir,
+            config,
+            LogOpenOptions::default(),
+            self.clock.clone(),
+            self.handles.clone(),
+        )?;
+        sync_dir(&self.dir).at(&self.dir)?;
+        let log = Arc::new(Mutex::new(log));
+        logs.insert(tp.clone(), log.clone());
+        Ok(log)
+    }
+
+    /// Deletes a partition's log and its directory.
+    pub fn delete(&self, tp: &TopicPartition) -> Result<bool> {
+        let Some(log) = self.logs().remove(tp) else {
+            return Ok(false);
+        };
+        let log = match Arc::try_unwrap(log) {
+            Ok(mutex) => mutex
+                .into_inner()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+            Err(shared) => {
+                // Someone still holds it (a fetch in flight): delete the files under the lock.
+                let dir = lock(&shared).dir().to_path_buf();
+                std::fs::remove_dir_all(&dir).at(&dir)?;
+                self.checkpoint()?;
+                return Ok(true);
+            }
+        };
+        log.delete()?;
+        self.checkpoint()?;
+        Ok(true)
+    }
+
+    /// Writes both checkpoint files from the logs' current recovery points and start offsets.
+    pub fn checkpoint(&self) -> Result<()> {
+        let logs: Vec<(TopicPartition, SharedLog)> = self
+            .logs()
+            .iter()
+            .map(|(tp, log)| (tp.clone(), log.clone()))
+            .collect();
+        let mut recovery_points = BTreeMap::new();
+        let mut log_start_offsets = BTreeMap::new();
+        for (tp, log) in logs {
+            let log = lock(&log);
+            recovery_points.insert(tp.clone(), log.recovery_point());
+            log_start_offsets.insert(tp, log.log_start_offset());
+        }
+        let path = self.dir.join(RECOVERY_POINT_CHECKPOINT);
+        write_offsets(&path, &recovery_points).at(&path)?;
+        let path = self.dir.join(LOG_START_OFFSET_CHECKPOINT);
+        write_offsets(&path, &log_start_offsets).at(&path)
+    }
+
+    /// fsyncs every log, then checkpoints: the periodic job and the first half of shutdown.
+    pub fn flush_all(&self) -> Result<()> {
+        let logs: Vec<SharedLog> = self.logs().values().cloned().collect();
+        for log in logs {
+            lock(&log).flush()?;
+        }
+        self.checkpoint()
+    }
+
+    /// Clean shutdown: flush, checkpoint, then write the marker that lets the next start skip
+    /// recovery. The marker goes last so a crash anywhere before it means a full recovery.
+    pub fn shutdown(&self) -> Result<()> {
+        self.flush_all()?;
+        let marker = self.dir.join(CLEAN_SHUTDOWN_MARKER);
+        write_atomically(&marker, b"").at(&marker)
+    }
+}
