@@ -568,6 +568,13 @@ impl Log {
         let active = self.active_segment_mut();
         active.activate()?;
         active.truncate_to(offset)?;
+        if self.log_end_offset() < self.log_start_offset {
+            // The batch holding `offset` began below the log start offset (DeleteRecords inside a
+            // batch), so nothing readable is left: start afresh at `offset` as Kafka does below
+            // the log start, rather than let the log end fall below the log start.
+            self.truncate_fully_and_start_at(offset)?;
+            return Ok(offset);
+        }
         let log_end_offset = self.log_end_offset();
         self.epoch_cache.truncate_from_end(log_end_offset)?;
         self.recovery_point = self.recovery_point.min(log_end_offset);
@@ -777,4 +784,371 @@ fn delete_segment_files(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::storage::batch::BatchHeader;
+    use crate::storage::batch::tests::client_batch;
+
+    const NOW_MS: i64 = 1_700_000_000_000;
+
+    struct Fixture {
+        dir: tempfile::TempDir,
+        clock: Arc<ManualClock>,
+        handles: Arc<FileHandleCache>,
+    }
+
+    impl Fixture {
+        fn new() -> Self {
+            Fixture {
+                dir: tempfile::tempdir().expect("tempdir"),
+                clock: Arc::new(ManualClock::new(NOW_MS)),
+                handles: FileHandleCache::new(16),
+            }
+        }
+
+        fn open(&self, config: LogConfig, options: LogOpenOptions) -> (Log, RecoveryReport) {
+            Log::open(
+                self.dir.path(),
+                config,
+                options,
+                self.clock.clone(),
+                self.handles.clone(),
+            )
+            .expect("open")
+        }
+    }
+
+    fn small_segments() -> LogConfig {
+        LogConfig {
+            segment_bytes: 1024,
+            index_interval_bytes: 0,
+            ..LogConfig::default()
+        }
+    }
+
+    /// Offsets of each batch in a read, as (base, last).
+    fn batches_in(bytes: &[u8]) -> Vec<(i64, i64)> {
+        let mut batches = Vec::new();
+        let mut rest = bytes;
+        while let Some(header) = BatchHeader::parse(rest) {
+            batches.push((header.base_offset, header.last_offset()));
+            rest = &rest[header.total_size()..];
+        }
+        assert!(rest.is_empty(), "reads hold whole batches only");
+        batches
+    }
+
+    #[test]
+    fn append_assigns_offsets_and_stamps_the_epoch() {
+        let fixture = Fixture::new();
+        let (mut log, _) = fixture.open(LogConfig::default(), LogOpenOptions::default());
+        let batch = client_batch(3, 10, NOW_MS);
+        let first = log.append(&batch, 5).expect("append");
+        assert_eq!(
+            (first.first_offset, first.last_offset, first.log_end_offset),
+            (0, 2, 3)
+        );
+        let second = log.append(&batch, 5).expect("append");
+        assert_eq!((second.first_offset, second.last_offset), (3, 5));
+        assert_eq!(second.max_timestamp, NOW_MS + 2);
+        let stored = log.read(3, 1 << 20).expect("read");
+        let header = BatchHeader::parse(&stored).expect("a batch");
+        assert_eq!(header.base_offset, 3);
+        assert_eq!(header.partition_leader_epoch, 5);
+        // Everything after the patched prefix is the producer's bytes.
+        assert_eq!(&stored[16..], &batch[16..]);
+        assert_eq!(log.epoch_entries(), vec![(5, 0)]);
+    }
+
+    #[test]
+    fn a_refused_append_changes_nothing() {
+        let fixture = Fixture::new();
+        let (mut log, _) = fixture.open(LogConfig::default(), LogOpenOptions::default());
+        log.append(&client_batch(2, 10, NOW_MS), 0).expect("append");
+        let mut corrupt = client_batch(2, 10, NOW_MS);
+        let last = corrupt.len() - 1;
+        corrupt[last] ^= 0xff;
+        let mut set = client_batch(1, 10, NOW_MS);
+        set.extend_from_slice(&corrupt);
+        let error = log
+            .append(&set, 0)
+            .expect_err("one bad batch fails the set");
+        assert_eq!(error.kafka_error_code(), 2);
+        let too_large = client_batch(1, 2 << 20, NOW_MS);
+        assert_eq!(
+            log.append(&too_large, 0)
+                .expect_err("too large")
+                .kafka_error_code(),
+            10
+        );
+        assert_eq!(log.log_end_offset(), 2);
+        assert_eq!(
+            log.size_in_bytes(),
+            client_batch(2, 10, NOW_MS).len() as u64
+        );
+    }
+
+    #[test]
+    fn reads_return_whole_batches_and_at_least_one() {
+        let fixture = Fixture::new();
+        let (mut log, _) = fixture.open(small_segments(), LogOpenOptions::default());
+        for _ in 0..20 {
+            log.append(&client_batch(4, 50, NOW_MS), 0).expect("append");
+        }
+        assert!(log.segment_count() > 3, "small segments roll");
+        // From the middle of a batch: the batch holding the offset comes first.
+        assert_eq!(batches_in(&log.read(6, 1).expect("read")), vec![(4, 7)]);
+        // max_bytes smaller than one batch still returns one batch.
+        assert_eq!(batches_in(&log.read(0, 10).expect("read")).len(), 1);
+        // A read never crosses into the next segment, and stays within max_bytes when it can.
+        let batch_size = client_batch(4, 50, NOW_MS).len();
+        let read = log.read(0, batch_size * 2 + 1).expect("read");
+        assert_eq!(batches_in(&read), vec![(0, 3), (4, 7)]);
+        // Every offset can be read, across segments.
+        for offset in 0..80 {
+            let batches = batches_in(&log.read(offset, 1).expect("read"));
+            assert!(
+                batches[0].0 <= offset as i64 && offset as i64 <= batches[0].1,
+                "offset {offset}"
+            );
+        }
+        assert!(log.read(80, 100).expect("read at the end").is_empty());
+        assert_eq!(
+            log.read(81, 100)
+                .expect_err("past the end")
+                .kafka_error_code(),
+            1
+        );
+        // An upper bound (the high watermark) hides batches at or past it.
+        assert_eq!(
+            batches_in(&log.read_up_to(0, 1 << 20, 8).expect("read")),
+            vec![(0, 3), (4, 7)]
+        );
+        assert!(log.read_up_to(8, 1 << 20, 8).expect("read").is_empty());
+    }
+
+    #[test]
+    fn segments_roll_by_size_and_by_age() {
+        let fixture = Fixture::new();
+        let (mut log, _) = fixture.open(
+            LogConfig {
+                segment_ms: 60_000,
+                ..LogConfig::default()
+            },
+            LogOpenOptions::default(),
+        );
+        log.append(&client_batch(1, 10, NOW_MS), 0).expect("append");
+        fixture.clock.advance_ms(30_000);
+        log.append(&client_batch(1, 10, NOW_MS), 0).expect("append");
+        assert_eq!(log.segment_count(), 1);
+        fixture.clock.advance_ms(31_000);
+        log.append(&client_batch(1, 10, NOW_MS), 0).expect("append");
+        assert_eq!(log.segment_base_offsets(), vec![0, 2]);
+
+        let mut config = log.config().clone();
+        config.segment_bytes = 200;
+        log.set_config(config);
+        // ~170-byte batches: neither fits beside another in a 200-byte segment.
+        log.append(&client_batch(1, 100, NOW_MS), 0)
+            .expect("append");
+        log.append(&client_batch(1, 100, NOW_MS), 0)
+            .expect("append");
+        assert_eq!(log.segment_base_offsets(), vec![0, 2, 3, 4]);
+        let bigger_than_a_segment = client_batch(1, 300, NOW_MS);
+        assert_eq!(
+            log.append(&bigger_than_a_segment, 0)
+                .expect_err("too big")
+                .kafka_error_code(),
+            10
+        );
+    }
+
+    #[test]
+    fn retention_deletes_closed_segments_below_the_high_watermark() {
+        let fixture = Fixture::new();
+        let (mut log, _) = fixture.open(small_segments(), LogOpenOptions::default());
+        for i in 0..10 {
+            log.append(&client_batch(4, 200, NOW_MS + i), 0)
+                .expect("append");
+        }
+        let segments = log.segment_count();
+        assert!(segments >= 5);
+        // Nothing is old enough yet.
+        assert_eq!(log.apply_retention(u64::MAX).expect("retention"), 0);
+        // Old enough, but the high watermark protects everything.
+        fixture.clock.advance_ms(8 * 24 * 60 * 60 * 1000);
+        assert_eq!(log.apply_retention(0).expect("retention"), 0);
+        // Old enough and committed: every closed segment goes, the active one stays.
+        let deleted = log
+            .apply_retention(log.log_end_offset())
+            .expect("retention");
+        assert_eq!(deleted, segments - 1);
+        assert_eq!(log.segment_count(), 1);
+        assert_eq!(log.log_start_offset(), log.segment_base_offsets()[0]);
+        assert_eq!(log.read(0, 100).expect_err("deleted").kafka_error_code(), 1);
+    }
+
+    #[test]
+    fn retention_by_bytes_keeps_the_newest() {
+        let fixture = Fixture::new();
+        let mut config = small_segments();
+        config.retention_bytes = 2048;
+        let (mut log, _) = fixture.open(config, LogOpenOptions::default());
+        for i in 0..20 {
+            log.append(&client_batch(4, 200, NOW_MS + i), 0)
+                .expect("append");
+        }
+        log.apply_retention(u64::MAX).expect("retention");
+        assert!(
+            log.size_in_bytes() <= 2048 + 1024,
+            "within one segment of the limit"
+        );
+        assert!(log.size_in_bytes() >= 2048 - 1024);
+        assert_eq!(log.log_end_offset(), 80);
+    }
+
+    #[test]
+    fn delete_records_moves_the_log_start_offset() {
+        let fixture = Fixture::new();
+        let (mut log, _) = fixture.open(small_segments(), LogOpenOptions::default());
+        for _ in 0..10 {
+            log.append(&client_batch(4, 200, NOW_MS), 0)
+                .expect("append");
+        }
+        let before = log.segment_count();
+        assert_eq!(log.delete_records_before(21).expect("delete"), 21);
+        assert_eq!(log.log_start_offset(), 21);
+        assert!(log.segment_count() < before);
+        assert_eq!(
+            log.read(20, 1).expect_err("below start").kafka_error_code(),
+            1
+        );
+        // The batch holding the start offset is still served whole, as in Kafka.
+        assert_eq!(batches_in(&log.read(21, 1).expect("read")), vec![(20, 23)]);
+        assert_eq!(log.delete_records_before(5).expect("lower is a no-op"), 21);
+        assert_eq!(
+            log.delete_records_before(41)
+                .expect_err("past the end")
+                .kafka_error_code(),
+            1
+        );
+    }
+
+    #[test]
+    fn truncation_cuts_at_a_batch_boundary_and_forgets_later_epochs() {
+        let fixture = Fixture::new();
+        let (mut log, _) = fixture.open(small_segments(), LogOpenOptions::default());
+        for epoch in [1, 1, 1, 2, 2, 3, 3, 3] {
+            log.append(&client_batch(4, 200, NOW_MS), epoch)
+                .expect("append");
+        }
+        assert_eq!(log.epoch_entries(), vec![(1, 0), (2, 12), (3, 20)]);
+        assert_eq!(log.end_offset_for_epoch(2), (2, 20));
+        assert_eq!(log.truncate_to(14).expect("truncate"), 12);
+        assert_eq!(log.log_end_offset(), 12);
+        assert_eq!(log.epoch_entries(), vec![(1, 0)]);
+        assert_eq!(log.end_offset_for_epoch(1), (1, 12));
+        // The log goes on from the cut.
+        let info = log
+            .append(&client_batch(4, 200, NOW_MS), 4)
+            .expect("append");
+        assert_eq!(info.first_offset, 12);
+        assert_eq!(batches_in(&log.read(12, 1).expect("read")), vec![(12, 15)]);
+        assert_eq!(log.truncate_to(100).expect("past the end is a no-op"), 16);
+        assert_eq!(log.truncate_to(0).expect("truncate all"), 0);
+        assert_eq!(log.log_end_offset(), 0);
+        assert!(log.epoch_entries().is_empty());
+    }
+
+    #[test]
+    fn followers_append_with_the_leaders_offsets_and_epochs() {
+        let fixture = Fixture::new();
+        let leader_dir = tempfile::tempdir().expect("tempdir");
+        let (mut leader, _) = Log::open(
+            leader_dir.path(),
+            LogConfig::default(),
+            LogOpenOptions::default(),
+            fixture.clock.clone(),
+            fixture.handles.clone(),
+        )
+        .expect("open leader");
+        leader
+            .append(&client_batch(3, 10, NOW_MS), 7)
+            .expect("append");
+        leader
+            .append(&client_batch(2, 10, NOW_MS), 8)
+            .expect("append");
+        let (mut follower, _) = fixture.open(LogConfig::default(), LogOpenOptions::default());
+        let fetched = leader.read(0, 1 << 20).expect("fetch");
+        let info = follower.append_as_follower(&fetched).expect("replicate");
+        assert_eq!((info.first_offset, info.last_offset), (0, 4));
+        assert_eq!(follower.read(0, 1 << 20).expect("read"), fetched);
+        assert_eq!(follower.epoch_entries(), vec![(7, 0), (8, 3)]);
+        let error = follower
+            .append_as_follower(&fetched)
+            .expect_err("offsets must move forward");
+        assert!(matches!(error, LogError::NonMonotonicOffset { .. }));
+    }
+
+    #[test]
+    fn timestamps_find_the_first_record_at_or_after() {
+        let fixture = Fixture::new();
+        let (mut log, _) = fixture.open(small_segments(), LogOpenOptions::default());
+        for i in 0..10 {
+            log.append(&client_batch(4, 100, 1_000 + i * 10), 0)
+                .expect("append");
+        }
+        // Batch i holds timestamps 1000+10i .. 1000+10i+3 at offsets 4i .. 4i+3.
+        assert_eq!(
+            log.offset_for_timestamp(0).expect("lookup"),
+            Some((0, 1_000))
+        );
+        assert_eq!(
+            log.offset_for_timestamp(1_052).expect("lookup"),
+            Some((22, 1_052))
+        );
+        assert_eq!(
+            log.offset_for_timestamp(1_055).expect("lookup"),
+            Some((24, 1_060))
+        );
+        assert_eq!(log.offset_for_timestamp(1_094).expect("lookup"), None);
+        assert_eq!(
+            log.max_timestamp_and_offset().expect("max"),
+            Some((39, 1_093))
+        );
+    }
+
+    #[test]
+    fn reopening_keeps_everything() {
+        let fixture = Fixture::new();
+        let (mut log, _) = fixture.open(small_segments(), LogOpenOptions::default());
+        for epoch in 0..12 {
+            log.append(&client_batch(4, 100, NOW_MS), epoch / 4)
+                .expect("append");
+        }
+        log.flush().expect("flush");
+        let before = log.read(0, 1 << 20).expect("read");
+        let bases = log.segment_base_offsets();
+        let epochs = log.epoch_entries();
+        drop(log);
+        for clean_shutdown in [true, false] {
+            let (log, report) = fixture.open(
+                small_segments(),
+                LogOpenOptions {
+                    recovery_point: 48,
+                    clean_shutdown,
+                    ..Default::default()
+                },
+            );
+            assert_eq!(report.bytes_truncated, 0);
+            assert_eq!(log.log_end_offset(), 48);
+            assert_eq!(log.segment_base_offsets(), bases);
+            assert_eq!(log.epoch_entries(), epochs);
+            assert_eq!(log.read(0, 1 << 20).expect("read"), before);
+        }
+    }
 }
