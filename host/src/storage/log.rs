@@ -366,7 +366,12 @@ impl Log {
         let last_offset = batches
             .last()
             .map_or(first_offset, |batch| batch.last_offset);
-        self.maybe_roll(size, first_offset, last_offset)?;
+        let max_timestamp = batches
+            .iter()
+            .map(|batch| batch.max_timestamp)
+            .max()
+            .unwrap_or(-1);
+        self.maybe_roll(size, first_offset, last_offset, max_timestamp)?;
         let interval = self.config.index_interval_bytes;
         self.active_segment_mut().append(batches, interval)
     }
@@ -402,10 +407,17 @@ impl Log {
     }
 
     /// Rolls when the batches would not fit the active segment or it is older than `segment.ms`.
-    fn maybe_roll(&mut self, size: u64, first_offset: u64, last_offset: u64) -> Result<()> {
+    fn maybe_roll(
+        &mut self,
+        size: u64,
+        first_offset: u64,
+        last_offset: u64,
+        max_timestamp: i64,
+    ) -> Result<()> {
         let now_ms = self.clock.now_ms();
         let active = self.active_segment();
-        let too_old = active.age_ms(now_ms) > self.config.segment_ms;
+        let too_old =
+            active.time_waited_for_roll_ms(now_ms, max_timestamp) > self.config.segment_ms;
         let full = !active.can_hold(size, last_offset, self.config.segment_bytes);
         // A follower may skip offsets (its leader's log was compacted or deleted there); a new
         // segment then starts at the first offset actually appended.
@@ -706,12 +718,15 @@ impl Log {
         Ok(false)
     }
 
-    /// Rolls when the active segment has outlived `segment.ms` even without new appends, as
-    /// Kafka's retention check does, so time-based retention can reach quiet partitions.
+    /// Rolls when the active segment has outlived `segment.ms` by the wall clock even without new
+    /// appends, so time-based retention can reach quiet partitions.
     pub fn maybe_roll_by_time(&mut self) -> Result<bool> {
         let now_ms = self.clock.now_ms();
         let active = self.active_segment();
-        if !active.is_empty() && active.age_ms(now_ms) > self.config.segment_ms {
+        if !active.is_empty()
+            // No incoming timestamp: judged by how long the segment has been open.
+            && active.time_waited_for_roll_ms(now_ms, -1) > self.config.segment_ms
+        {
             self.roll()?;
             return Ok(true);
         }
@@ -941,18 +956,26 @@ mod tests {
             },
             LogOpenOptions::default(),
         );
-        log.append(&client_batch(1, 10, NOW_MS), 0).expect("append");
-        fixture.clock.advance_ms(30_000);
-        log.append(&client_batch(1, 10, NOW_MS), 0).expect("append");
+        // Age is judged by record timestamps: old timestamps alone never roll.
+        let month_ago = NOW_MS - 30 * 24 * 60 * 60 * 1000;
+        log.append(&client_batch(1, 10, month_ago), 0)
+            .expect("append");
+        log.append(&client_batch(1, 10, month_ago + 30_000), 0)
+            .expect("append");
         assert_eq!(log.segment_count(), 1);
-        fixture.clock.advance_ms(31_000);
-        log.append(&client_batch(1, 10, NOW_MS), 0).expect("append");
+        log.append(&client_batch(1, 10, month_ago + 61_000), 0)
+            .expect("append");
         assert_eq!(log.segment_base_offsets(), vec![0, 2]);
+        // A quiet segment rolls by the wall clock once it has been open longer than segment.ms.
+        assert!(!log.maybe_roll_by_time().expect("roll check"));
+        fixture.clock.advance_ms(61_000);
+        assert!(log.maybe_roll_by_time().expect("roll check"));
+        assert_eq!(log.segment_base_offsets(), vec![0, 2, 3]);
 
         let mut config = log.config().clone();
         config.segment_bytes = 200;
         log.set_config(config);
-        // ~170-byte batches: neither fits beside another in a 200-byte segment.
+        // ~170-byte batches: the first fills the empty segment 3, the second cannot join it.
         log.append(&client_batch(1, 100, NOW_MS), 0)
             .expect("append");
         log.append(&client_batch(1, 100, NOW_MS), 0)

@@ -321,9 +321,16 @@ impl LogSegment {
         self.writer.is_some()
     }
 
-    /// Age in ms by which `segment.ms` rolling is judged.
-    pub fn age_ms(&self, now_ms: i64) -> i64 {
-        now_ms.saturating_sub(self.rolling_timestamp.unwrap_or(self.created_ms))
+    /// How long this segment has been filling, by which `segment.ms` rolling is judged. Kafka's
+    /// rule: the incoming batch's timestamp minus the first batch's, so a producer replaying old
+    /// timestamps does not roll on every append; wall-clock time only when there are no timestamps.
+    pub fn time_waited_for_roll_ms(&self, now_ms: i64, incoming_max_timestamp: i64) -> i64 {
+        match self.rolling_timestamp {
+            Some(first_timestamp) if incoming_max_timestamp >= 0 => {
+                incoming_max_timestamp.saturating_sub(first_timestamp)
+            }
+            _ => now_ms.saturating_sub(self.created_ms),
+        }
     }
 
     /// Whether `records_size` more bytes ending at `last_offset` would still fit: the file must
