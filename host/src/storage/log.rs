@@ -1174,4 +1174,37 @@ mod tests {
             assert_eq!(log.read(0, 1 << 20).expect("read"), before);
         }
     }
+
+    #[test]
+    fn flush_messages_and_flush_ms_move_the_recovery_point() {
+        let fixture = Fixture::new();
+        let config = LogConfig {
+            flush_messages: 10,
+            flush_ms: 1_000,
+            ..LogConfig::default()
+        };
+        let (mut log, _) = fixture.open(config, LogOpenOptions::default());
+        log.append(&client_batch(4, 10, NOW_MS), 0).expect("append");
+        log.append(&client_batch(4, 10, NOW_MS), 0).expect("append");
+        assert_eq!(log.recovery_point(), 0, "8 messages: below flush.messages");
+        log.append(&client_batch(4, 10, NOW_MS), 0).expect("append");
+        assert_eq!(log.recovery_point(), 12, "12 messages: flushed");
+        log.append(&client_batch(1, 10, NOW_MS), 0).expect("append");
+        assert!(!log.maybe_flush_by_time().expect("flush check"));
+        fixture.clock.advance_ms(1_000);
+        assert!(log.maybe_flush_by_time().expect("flush check"));
+        assert_eq!(log.recovery_point(), 13);
+        assert!(!log.maybe_flush_by_time().expect("nothing new to flush"));
+    }
+
+    /// The resident cost of an idle partition, quoted in ARCHITECTURE.md: fixed-size structs,
+    /// no buffers beyond the index entries still pending.
+    #[test]
+    fn an_idle_partition_is_small() {
+        let log_bytes = std::mem::size_of::<Log>();
+        let segment_bytes = std::mem::size_of::<LogSegment>();
+        assert!(log_bytes < 512, "Log is {log_bytes} bytes");
+        assert!(segment_bytes < 512, "LogSegment is {segment_bytes} bytes");
+        println!("size_of Log = {log_bytes} B, LogSegment = {segment_bytes} B");
+    }
 }
