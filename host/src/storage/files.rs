@@ -109,6 +109,60 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// Creates `path` empty, replacing any file there. The old file is unlinked rather than truncated:
+/// on ext4, truncating a file to zero arms the "replace via truncate" heuristic, which made every
+/// later write to that file 10-25 % slower in the log benchmark.
+pub fn create_fresh(path: &Path, append: bool) -> io::Result<File> {
+    match std::fs::remove_file(path) {
+        Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(error),
+        _ => {}
+    }
+    OpenOptions::new()
+        .read(true)
+        .write(!append)
+        .append(append)
+        .create_new(true)
+        .open(path)
+}
+
+/// Reads `len` bytes at `position` into a new buffer without zero-filling it first (the memset
+/// was 11 % of a sequential read); stops early only at end of file.
+#[allow(unsafe_code)]
+pub fn read_to_vec(file: &File, len: usize, position: u64) -> io::Result<Vec<u8>> {
+    use std::os::fd::AsRawFd;
+    let mut buffer: Vec<u8> = Vec::with_capacity(len);
+    while buffer.len() < len {
+        let filled = buffer.len();
+        let spare = buffer.spare_capacity_mut();
+        let offset = libc::off_t::try_from(position + filled as u64).map_err(|_| {
+            io::Error::new(io::ErrorKind::InvalidInput, "file position out of range")
+        })?;
+        // SAFETY: `spare` is writable memory of at least `len - filled` bytes owned by `buffer`;
+        // pread writes at most that many bytes into it and reports how many it wrote.
+        let read = unsafe {
+            libc::pread(
+                file.as_raw_fd(),
+                spare.as_mut_ptr().cast(),
+                len - filled,
+                offset,
+            )
+        };
+        if read < 0 {
+            let error = io::Error::last_os_error();
+            if error.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(error);
+        }
+        if read == 0 {
+            break;
+        }
+        // SAFETY: pread initialised `read` bytes right after the `filled` already initialised ones.
+        unsafe { buffer.set_len(filled + read as usize) };
+    }
+    Ok(buffer)
+}
+
 /// Reads up to `buf.len()` bytes at `position`, stopping early only at end of file.
 pub fn read_at_most(file: &File, buf: &mut [u8], position: u64) -> io::Result<usize> {
     let mut filled = 0;
@@ -162,6 +216,34 @@ mod tests {
             !inner.handles.contains_key(&paths[1]),
             "least recently used goes"
         );
+    }
+
+    #[test]
+    fn read_to_vec_reads_exactly_or_to_the_end() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("data");
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &data).expect("write");
+        let file = File::open(&path).expect("open");
+        assert_eq!(read_to_vec(&file, 100, 5).expect("read"), &data[5..105]);
+        assert_eq!(
+            read_to_vec(&file, 1_000, 9_500).expect("read"),
+            &data[9_500..]
+        );
+        assert!(
+            read_to_vec(&file, 10, 20_000)
+                .expect("read past the end")
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn create_fresh_replaces_a_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("segment");
+        std::fs::write(&path, b"old contents").expect("write");
+        let file = create_fresh(&path, true).expect("create");
+        assert_eq!(file.metadata().expect("metadata").len(), 0);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::files::{FileHandleCache, read_at_most};
+use super::files::{FileHandleCache, create_fresh, read_at_most};
 
 /// Entries buffered in memory before they are written to the index file.
 const PENDING_ENTRIES_MAX: usize = 64;
@@ -110,12 +110,7 @@ impl<E: IndexEntry> Index<E> {
         handles: Arc<FileHandleCache>,
     ) -> io::Result<Self> {
         handles.evict(&path);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)?;
+        let file = create_fresh(&path, false)?;
         Ok(Index {
             path,
             base_offset,

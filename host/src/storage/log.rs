@@ -6,17 +6,19 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
-use super::batch::{AppendOrigin, PATCHED_PREFIX_LEN, patched_prefix, validate_record_set};
+use super::batch::{
+    AppendOrigin, BatchHeader, PATCHED_PREFIX_LEN, patched_prefix, validate_record_set,
+};
 use super::config::LogConfig;
 use super::epoch_cache::LeaderEpochCache;
 use super::error::{BatchError, IoContext, LogError, Result};
 use super::files::{FileHandleCache, sync_dir};
 use super::records::{decode_records, first_record_at_or_after};
-use super::segment::{BatchToAppend, LOG_SUFFIX, LogSegment, TIME_INDEX_SUFFIX};
+use super::segment::{BatchPosition, BatchToAppend, LOG_SUFFIX, LogSegment, TIME_INDEX_SUFFIX};
 use crate::clock::Clock;
 
 /// Largest batch a follower will take from its leader: the leader already enforced
@@ -68,6 +70,16 @@ pub struct Log {
     last_flush_ms: i64,
     clock: Arc<dyn Clock>,
     handles: Arc<FileHandleCache>,
+    /// Where the last read ended; checked against the batch header before use, so a truncation
+    /// or deletion since can only make it miss, never mislead.
+    read_hint: Mutex<Option<ReadHint>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct ReadHint {
+    segment_base_offset: u64,
+    next_offset: u64,
+    position: u64,
 }
 
 impl Log {
@@ -160,6 +172,7 @@ impl Log {
             last_flush_ms: now_ms,
             clock,
             handles,
+            read_hint: Mutex::new(None),
         };
         let log_end_offset = log.log_end_offset();
         log.log_start_offset = options
@@ -494,8 +507,12 @@ impl Log {
             if segment.base_offset() >= max_offset {
                 break;
             }
-            let Some(found) = segment.find_batch(offset)? else {
-                continue;
+            let found = match self.remembered_position(segment, offset)? {
+                Some(found) => found,
+                None => match segment.find_batch(offset)? {
+                    Some(found) => found,
+                    None => continue,
+                },
             };
             let end_position = if max_offset < segment.next_offset() {
                 segment
@@ -504,9 +521,53 @@ impl Log {
             } else {
                 segment.size()
             };
-            return segment.read(found.position, max_bytes, end_position);
+            let records = segment.read(found, max_bytes, end_position)?;
+            self.remember_read_end(segment, found.position, &records);
+            return Ok(records);
         }
         Ok(Bytes::new())
+    }
+
+    /// Where the previous read ended, if it ended exactly at `offset` in `segment`. A consumer or
+    /// follower reading sequentially then skips the index search and the batch scan.
+    fn remembered_position(
+        &self,
+        segment: &LogSegment,
+        offset: u64,
+    ) -> Result<Option<BatchPosition>> {
+        let hint = *self
+            .read_hint
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match hint {
+            Some(hint)
+                if hint.segment_base_offset == segment.base_offset()
+                    && hint.next_offset == offset =>
+            {
+                segment.batch_at(hint.position, offset)
+            }
+            _ => Ok(None),
+        }
+    }
+
+    fn remember_read_end(&self, segment: &LogSegment, position: u64, records: &[u8]) {
+        let mut last_header = None;
+        let mut rest = records;
+        while let Some(header) = BatchHeader::parse(rest) {
+            rest = &rest[header.total_size().min(rest.len())..];
+            last_header = Some(header);
+        }
+        if let Some(last) = last_header {
+            let hint = ReadHint {
+                segment_base_offset: segment.base_offset(),
+                next_offset: last.next_offset() as u64,
+                position: position + records.len() as u64,
+            };
+            *self
+                .read_hint
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(hint);
+        }
     }
 
     /// ListOffsets by timestamp: the first offset whose record timestamp is at least `timestamp`,
@@ -519,7 +580,7 @@ impl Log {
             let Some(found) = segment.find_batch_by_timestamp(timestamp)? else {
                 continue;
             };
-            let batch = segment.read(found.position, 1, segment.size())?;
+            let batch = segment.read(found, 1, segment.size())?;
             if let Some((offset, record_timestamp)) =
                 first_record_at_or_after(&found.header, &batch, timestamp)
             {
@@ -544,7 +605,7 @@ impl Log {
         let Some(found) = segment.find_batch(segment.offset_of_max_timestamp())? else {
             return Ok(None);
         };
-        let batch = segment.read(found.position, 1, segment.size())?;
+        let batch = segment.read(found, 1, segment.size())?;
         let offset = match decode_records(&batch) {
             Ok(records) if !found.header.is_log_append_time() => records
                 .iter()

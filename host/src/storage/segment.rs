@@ -12,7 +12,7 @@ use bytes::Bytes;
 use super::batch::{AppendOrigin, BatchHeader, MAGIC_V2, RECORD_BATCH_OVERHEAD, validate_batch};
 use super::epoch_cache::LeaderEpochCache;
 use super::error::{IoContext, Result};
-use super::files::{FileHandleCache, read_at_most, write_all_vectored};
+use super::files::{FileHandleCache, create_fresh, read_at_most, read_to_vec, write_all_vectored};
 use super::index::{Index, OffsetPosition, TimestampOffset};
 
 pub const LOG_SUFFIX: &str = "log";
@@ -76,14 +76,7 @@ impl LogSegment {
     ) -> Result<LogSegment> {
         let log_path = segment_path(dir, base_offset, LOG_SUFFIX);
         handles.evict(&log_path);
-        let writer = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .truncate(false)
-            .open(&log_path)
-            .at(&log_path)?;
-        writer.set_len(0).at(&log_path)?;
+        let writer = create_fresh(&log_path, true).at(&log_path)?;
         let offset_index_path = segment_path(dir, base_offset, INDEX_SUFFIX);
         let time_index_path = segment_path(dir, base_offset, TIME_INDEX_SUFFIX);
         Ok(LogSegment {
@@ -487,27 +480,23 @@ impl LogSegment {
         Ok(None)
     }
 
-    /// Reads whole batches from `position`: as many as fit in `max_bytes` before `end_position`, but
-    /// always at least the first one, as Kafka does so a consumer can never get stuck.
-    pub fn read(&self, position: u64, max_bytes: usize, end_position: u64) -> Result<Bytes> {
+    /// Reads whole batches starting with `first` (found by [`LogSegment::find_batch`]): as many as
+    /// fit in `max_bytes` before `end_position`, but always at least the first one, as Kafka does
+    /// so a consumer can never get stuck behind a batch larger than its fetch size.
+    pub fn read(&self, first: BatchPosition, max_bytes: usize, end_position: u64) -> Result<Bytes> {
         let end_position = end_position.min(self.size);
-        if position >= end_position {
+        if first.position >= end_position {
             return Ok(Bytes::new());
         }
-        let available = (end_position - position) as usize;
-        let file = self.reader().at(&self.log_path)?;
-        let Some(first) = self.header_at(position)? else {
-            return Ok(Bytes::new());
-        };
-        let first_size = first.total_size().min(available);
+        let available = (end_position - first.position) as usize;
+        let first_size = first.header.total_size().min(available);
         let want = if first_size >= max_bytes {
             first_size
         } else {
             max_bytes.min(available)
         };
-        let mut buffer = vec![0u8; want];
-        let read = read_at_most(&file, &mut buffer, position).at(&self.log_path)?;
-        buffer.truncate(read);
+        let file = self.reader().at(&self.log_path)?;
+        let mut buffer = read_to_vec(&file, want, first.position).at(&self.log_path)?;
         // Keep whole batches only.
         let mut whole = 0;
         while let Some(header) = BatchHeader::parse(&buffer[whole..]) {
@@ -519,6 +508,18 @@ impl LogSegment {
         }
         buffer.truncate(whole);
         Ok(Bytes::from(buffer))
+    }
+
+    /// The batch at `position` if it starts at `offset`: checks a remembered read position
+    /// without trusting it.
+    pub fn batch_at(&self, position: u64, offset: u64) -> Result<Option<BatchPosition>> {
+        if position >= self.size {
+            return Ok(None);
+        }
+        Ok(self
+            .header_at(position)?
+            .filter(|header| header.base_offset == offset as i64)
+            .map(|header| BatchPosition { position, header }))
     }
 
     /// Cuts the segment at the batch holding `offset`; everything from that batch on goes.
