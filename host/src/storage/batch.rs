@@ -372,6 +372,7 @@ fn skip_nullable_bytes(buf: &mut &[u8]) -> Option<()> {
 }
 
 /// Zig-zag varint as in Kafka's `ByteUtils.readVarint`; `None` if truncated or longer than 5 bytes.
+#[inline]
 pub fn read_varint(buf: &mut &[u8]) -> Option<i32> {
     let raw = read_unsigned_varint(buf, 5)?;
     let raw = u32::try_from(raw).ok()?;
@@ -383,7 +384,15 @@ pub fn read_varlong(buf: &mut &[u8]) -> Option<i64> {
     Some(((raw >> 1) as i64) ^ -((raw & 1) as i64))
 }
 
+#[inline]
 fn read_unsigned_varint(buf: &mut &[u8], max_bytes: usize) -> Option<u64> {
+    // Most fields of a record (attributes aside: deltas, short lengths, header counts) fit one byte.
+    if let Some(&byte) = buf.first()
+        && byte & 0x80 == 0
+    {
+        *buf = &buf[1..];
+        return Some(u64::from(byte));
+    }
     let mut value: u64 = 0;
     for i in 0..max_bytes {
         let byte = *buf.get(i)?;

@@ -10,9 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
-use super::batch::{
-    AppendOrigin, BatchHeader, PATCHED_PREFIX_LEN, patched_prefix, validate_record_set,
-};
+use super::batch::{AppendOrigin, BatchHeader, patched_prefix, validate_record_set};
 use super::config::LogConfig;
 use super::epoch_cache::LeaderEpochCache;
 use super::error::{BatchError, IoContext, LogError, Result};
@@ -304,29 +302,18 @@ impl Log {
         }
         let first_offset = self.log_end_offset();
         let mut next_offset = first_offset;
-        let mut prefixes: Vec<[u8; PATCHED_PREFIX_LEN]> = Vec::with_capacity(batches.len());
-        let mut last_offsets = Vec::with_capacity(batches.len());
+        let mut to_append: Vec<BatchToAppend<'_>> = Vec::with_capacity(batches.len());
         for batch in &batches {
-            prefixes.push(patched_prefix(
-                &records[batch.start..batch.end],
-                next_offset,
-                leader_epoch,
-            ));
+            let bytes = &records[batch.start..batch.end];
             let last_offset = next_offset + batch.header.last_offset_delta as u64;
-            last_offsets.push(last_offset);
+            to_append.push(BatchToAppend {
+                patched_prefix: Some(patched_prefix(bytes, next_offset, leader_epoch)),
+                bytes,
+                last_offset,
+                max_timestamp: batch.header.max_timestamp,
+            });
             next_offset = last_offset + 1;
         }
-        let to_append: Vec<BatchToAppend<'_>> = batches
-            .iter()
-            .zip(&prefixes)
-            .zip(&last_offsets)
-            .map(|((batch, prefix), last_offset)| BatchToAppend {
-                patched_prefix: Some(prefix),
-                bytes: &records[batch.start..batch.end],
-                last_offset: *last_offset,
-                max_timestamp: batch.header.max_timestamp,
-            })
-            .collect();
         self.append_batches(&to_append, first_offset)?;
         if leader_epoch >= 0 {
             self.epoch_cache.assign(leader_epoch, first_offset)?;

@@ -30,7 +30,7 @@ pub fn segment_path(dir: &Path, base_offset: u64, suffix: &str) -> PathBuf {
 /// One batch on its way into a segment: its bytes and, on a leader, the rewritten first 16 bytes.
 #[derive(Debug, Clone, Copy)]
 pub struct BatchToAppend<'a> {
-    pub patched_prefix: Option<&'a [u8; super::batch::PATCHED_PREFIX_LEN]>,
+    pub patched_prefix: Option<[u8; super::batch::PATCHED_PREFIX_LEN]>,
     pub bytes: &'a [u8],
     pub last_offset: u64,
     pub max_timestamp: i64,
@@ -345,7 +345,7 @@ impl LogSegment {
     ) -> Result<()> {
         let mut slices = Vec::with_capacity(batches.len() * 2);
         for batch in batches {
-            match batch.patched_prefix {
+            match &batch.patched_prefix {
                 Some(prefix) => {
                     slices.push(IoSlice::new(prefix));
                     slices.push(IoSlice::new(&batch.bytes[prefix.len()..]));
