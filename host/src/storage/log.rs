@@ -106,14 +106,26 @@ impl Log {
         let mut corrupt_tail_found = false;
         for base in bases {
             if corrupt_tail_found {
-                let segment = LogSegment::open(dir, base, handles.clone(), now_ms)?;
+                let segment = LogSegment::open(
+                    dir,
+                    base,
+                    handles.clone(),
+                    now_ms,
+                    config.index_interval_bytes,
+                )?;
                 delete_segment_files(dir, base, segment, &handles)?;
                 report.segments_deleted += 1;
                 continue;
             }
             let trusted = options.clean_shutdown || base < first_unflushed;
             let opened = if trusted {
-                LogSegment::open(dir, base, handles.clone(), now_ms)?
+                LogSegment::open(
+                    dir,
+                    base,
+                    handles.clone(),
+                    now_ms,
+                    config.index_interval_bytes,
+                )?
             } else {
                 None
             };
@@ -1254,5 +1266,26 @@ mod tests {
         assert!(log_bytes < 512, "Log is {log_bytes} bytes");
         assert!(segment_bytes < 512, "LogSegment is {segment_bytes} bytes");
         println!("size_of Log = {log_bytes} B, LogSegment = {segment_bytes} B");
+    }
+
+    /// The base offset lies outside the CRC, so damage to it is caught by requiring each batch
+    /// to start at the previous one's next offset.
+    #[test]
+    fn a_damaged_base_offset_is_cut_on_recovery() {
+        let fixture = Fixture::new();
+        let (mut log, _) = fixture.open(LogConfig::default(), LogOpenOptions::default());
+        let batch = client_batch(2, 10, NOW_MS);
+        for _ in 0..3 {
+            log.append(&batch, 0).expect("append");
+        }
+        drop(log);
+        let path = fixture.dir.path().join("00000000000000000000.log");
+        let mut bytes = std::fs::read(&path).expect("read segment");
+        let last_batch = 2 * batch.len();
+        bytes[last_batch..last_batch + 8].copy_from_slice(&((1u64 << 32) + 4).to_be_bytes());
+        std::fs::write(&path, &bytes).expect("write segment");
+        let (log, report) = fixture.open(LogConfig::default(), LogOpenOptions::default());
+        assert_eq!(report.bytes_truncated, batch.len() as u64);
+        assert_eq!(log.log_end_offset(), 4);
     }
 }

@@ -106,6 +106,7 @@ impl LogSegment {
         base_offset: u64,
         handles: Arc<FileHandleCache>,
         now_ms: i64,
+        index_interval_bytes: u64,
     ) -> Result<Option<LogSegment>> {
         let log_path = segment_path(dir, base_offset, LOG_SUFFIX);
         let size = std::fs::metadata(&log_path).at(&log_path)?.len();
@@ -138,7 +139,7 @@ impl LogSegment {
             writer: None,
             handles,
         };
-        if segment.load_tail()? {
+        if segment.load_tail(index_interval_bytes)? {
             Ok(Some(segment))
         } else {
             Ok(None)
@@ -147,53 +148,69 @@ impl LogSegment {
 
     /// Checks the indexes' last entries against the log and reads the batch headers after the
     /// last offset-index entry, which gives the next offset and the exact max timestamp.
-    /// Returns false when anything disagrees.
-    fn load_tail(&mut self) -> Result<bool> {
+    /// Returns false when anything disagrees, including an index entry missing where the
+    /// `index.interval.bytes` rule says one is due (a truncated index).
+    fn load_tail(&mut self, index_interval_bytes: u64) -> Result<bool> {
         let mut position = 0;
+        let mut next_offset = self.base_offset;
         if let Some(last) = self.offset_index.last() {
-            if u64::from(last.position) >= self.size || last.offset < self.base_offset {
+            let indexed_position = u64::from(last.position);
+            if indexed_position >= self.size || last.offset < self.base_offset {
                 return Ok(false);
             }
-            match self.header_at(u64::from(last.position))? {
-                Some(header) if header.last_offset() == last.offset as i64 => {}
+            match self.header_at(indexed_position)? {
+                Some(header) if header.last_offset() == last.offset as i64 => {
+                    next_offset = header.base_offset as u64;
+                }
                 _ => return Ok(false),
             }
-            position = u64::from(last.position);
+            position = indexed_position;
         }
+        // Sealing leaves the time index's last entry at the segment's exact max timestamp; the
+        // headers after the last offset-index entry can only raise it. Strictly greater keeps the
+        // first batch that reached the maximum, as Kafka does.
         if let Some(last) = self.time_index.last() {
-            if self
-                .offset_index
-                .last()
-                .is_none_or(|entry| entry.offset < last.offset)
-            {
-                return Ok(false);
-            }
             self.max_timestamp = last.timestamp;
             self.offset_of_max_timestamp = last.offset;
         }
         if let Some(first) = self.header_at(0)? {
             self.rolling_timestamp = (first.max_timestamp >= 0).then_some(first.max_timestamp);
         }
-        let mut next_offset = self.base_offset;
+        // Replays index_batch's rule: the batch at the last entry reset the count.
+        let mut bytes_since_last_index_entry = 0;
         while position < self.size {
             let Some(header) = self.header_at(position)? else {
                 return Ok(false);
             };
-            let sane = header.magic == MAGIC_V2
-                && header.batch_length as usize
-                    >= RECORD_BATCH_OVERHEAD - super::batch::LOG_OVERHEAD
-                && position + header.total_size() as u64 <= self.size
-                && header.base_offset >= self.base_offset as i64
-                && header.last_offset() >= header.base_offset;
-            if !sane {
+            let fits = position + header.total_size() as u64 <= self.size;
+            if !fits || !self.follows(&header, next_offset) {
                 return Ok(false);
             }
+            let entry_due = bytes_since_last_index_entry > index_interval_bytes;
+            let entry_here = self
+                .offset_index
+                .last()
+                .is_some_and(|entry| u64::from(entry.position) == position);
+            if entry_due && !entry_here {
+                return Ok(false);
+            }
+            bytes_since_last_index_entry = if entry_here {
+                0
+            } else {
+                bytes_since_last_index_entry
+            };
+            bytes_since_last_index_entry += header.total_size() as u64;
             if header.max_timestamp > self.max_timestamp {
                 self.max_timestamp = header.max_timestamp;
                 self.offset_of_max_timestamp = header.last_offset() as u64;
             }
             next_offset = header.next_offset() as u64;
             position += header.total_size() as u64;
+        }
+        if let Some(last) = self.time_index.last()
+            && (last.offset < self.base_offset || last.offset >= next_offset)
+        {
+            return Ok(false);
         }
         self.next_offset = next_offset;
         self.bytes_since_last_index_entry = self.size
@@ -202,6 +219,18 @@ impl LogSegment {
                 .last()
                 .map_or(0, |e| u64::from(e.position));
         Ok(true)
+    }
+
+    /// Whether `header` can be the next batch of this segment: a sane length and the very next
+    /// offset. Offsets within a segment are always
+    /// contiguous here (a follower skipping offsets starts a new segment), and the base offset is
+    /// outside the CRC, so this is the only check that catches damage to it.
+    fn follows(&self, header: &BatchHeader, next_offset: u64) -> bool {
+        header.magic == MAGIC_V2
+            && header.batch_length >= (RECORD_BATCH_OVERHEAD - super::batch::LOG_OVERHEAD) as i32
+            && header.base_offset == next_offset as i64
+            && header.last_offset_delta >= 0
+            && (header.last_offset() as u64).saturating_sub(self.base_offset) <= i32::MAX as u64
     }
 
     /// Rebuilds the segment from its log file: validates every batch (CRC included), rebuilds both
@@ -250,7 +279,7 @@ impl LogSegment {
             };
             let size = header.total_size() as u64;
             let fits = header.batch_length >= 0 && position + size <= file_size;
-            if !fits || header.base_offset < segment.next_offset as i64 {
+            if !fits || !segment.follows(&header, segment.next_offset) {
                 break;
             }
             buffer.resize(size as usize, 0);
