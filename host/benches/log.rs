@@ -23,16 +23,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use criterion::{Criterion, SamplingMode, Throughput};
-use kafka_protocol::records::{
-    Compression as WireCompression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
 use tempfile::TempDir;
 use weir::clock::{Clock, SystemClock};
 use weir::storage::batch::validate_record_set;
 use weir::storage::files::{FileHandleCache, SEALED_FILE_HANDLES_MAX};
-use weir::storage::{AppendOrigin, BatchHeader, Log, LogConfig, LogOpenOptions};
+use weir::storage::records::{ProducerRecord, encode_producer_batch};
+use weir::storage::{AppendOrigin, BatchHeader, Compression, Log, LogConfig, LogOpenOptions};
 
 const KIB: usize = 1024;
 const MIB: usize = 1024 * KIB;
@@ -380,36 +378,18 @@ fn producer_batch(batch_bytes: usize, timestamp: i64) -> Vec<u8> {
 }
 
 fn encode_batch(records_count: usize, value_bytes: usize, timestamp: i64) -> Vec<u8> {
-    let value = Bytes::from(vec![b'v'; value_bytes]);
-    let records: Vec<Record> = (0..records_count)
-        .map(|i| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            // The encoder keeps records in one batch only while offset - sequence is constant.
-            sequence: i as i32,
+    let keys: Vec<String> = (0..records_count).map(|i| format!("key-{i}")).collect();
+    let value = vec![b'v'; value_bytes];
+    let records: Vec<ProducerRecord<'_>> = keys
+        .iter()
+        .map(|key| ProducerRecord {
+            key: Some(key.as_bytes()),
+            value: Some(&value),
+            headers: &[],
             timestamp,
-            key: Some(Bytes::from(format!("key-{i}"))),
-            value: Some(value.clone()),
-            headers: Default::default(),
         })
         .collect();
-    let mut buffer = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buffer,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: WireCompression::None,
-        },
-    )
-    .expect("encoding the benchmark batch");
-    buffer.to_vec()
+    encode_producer_batch(&records, Compression::None).expect("encoding the benchmark batch")
 }
 
 /// A directory for the benchmark's files, removed on exit. Both sides of every comparison live in

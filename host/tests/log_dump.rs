@@ -5,51 +5,25 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
 use proptest::prelude::*;
 use weir::clock::SystemClock;
 use weir::storage::files::FileHandleCache;
-use weir::storage::{Log, LogConfig, LogOpenOptions};
+use weir::storage::records::{ProducerRecord, encode_producer_batch};
+use weir::storage::{Compression, Log, LogConfig, LogOpenOptions};
 
-fn record(i: usize, key: Option<&[u8]>, value: Option<&[u8]>) -> Record {
-    let mut headers = kafka_protocol::indexmap::IndexMap::new();
-    headers.insert(
-        StrBytes::from_static_str("trace"),
-        Some(Bytes::from_static(b"abc")),
-    );
-    Record {
-        transactional: false,
-        control: false,
-        delete_horizon: false,
-        partition_leader_epoch: -1,
-        producer_id: -1,
-        producer_epoch: -1,
-        timestamp_type: TimestampType::Creation,
-        offset: i as i64,
-        sequence: i as i32,
+const TRACE: &[(&str, Option<&[u8]>)] = &[("trace", Some(b"abc"))];
+
+fn record<'a>(i: usize, key: Option<&'a [u8]>, value: Option<&'a [u8]>) -> ProducerRecord<'a> {
+    ProducerRecord {
+        key,
+        value,
+        headers: TRACE,
         timestamp: 1_700_000_000_000 + i as i64,
-        key: key.map(Bytes::copy_from_slice),
-        value: value.map(Bytes::copy_from_slice),
-        headers,
     }
 }
 
-fn encode(records: &[Record], compression: Compression) -> Vec<u8> {
-    let mut buffer = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buffer,
-        records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression,
-        },
-    )
-    .expect("encode");
-    buffer.to_vec()
+fn encode(records: &[ProducerRecord<'_>], compression: Compression) -> Vec<u8> {
+    encode_producer_batch(records, compression).expect("encode")
 }
 
 /// A partition directory with three batches: plain text, a null key and binary value, and zstd.

@@ -4,14 +4,11 @@
 
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
 use proptest::prelude::*;
 use weir::clock::ManualClock;
 use weir::storage::files::FileHandleCache;
-use weir::storage::{BatchHeader, Log, LogConfig, LogOpenOptions};
+use weir::storage::records::{ProducerRecord, encode_producer_batch};
+use weir::storage::{BatchHeader, Compression, Log, LogConfig, LogOpenOptions};
 
 const START_MS: i64 = 1_700_000_000_000;
 const DAY_MS: i64 = 24 * 60 * 60 * 1000;
@@ -83,35 +80,19 @@ impl Model {
 }
 
 fn client_batch(records: usize, value_size: usize, timestamp: i64, seed: u64) -> Vec<u8> {
-    let records: Vec<Record> = (0..records)
-        .map(|i| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            // The encoder keeps records in one batch only while offset - sequence is constant.
-            sequence: i as i32,
+    let keys: Vec<String> = (0..records).map(|i| format!("key-{seed}-{i}")).collect();
+    let value = vec![(seed % 251) as u8; value_size];
+    let records: Vec<ProducerRecord<'_>> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, key)| ProducerRecord {
+            key: (i % 2 == 0).then_some(key.as_bytes()),
+            value: Some(&value),
+            headers: &[],
             timestamp,
-            key: (i % 2 == 0).then(|| Bytes::from(format!("key-{seed}-{i}"))),
-            value: Some(Bytes::from(vec![(seed % 251) as u8; value_size])),
-            headers: Default::default(),
         })
         .collect();
-    let mut buffer = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buffer,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .expect("encode");
-    buffer.to_vec()
+    encode_producer_batch(&records, Compression::None).expect("encode")
 }
 
 fn headers_in(bytes: &[u8]) -> Vec<(BatchHeader, Vec<u8>)> {

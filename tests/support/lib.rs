@@ -9,16 +9,15 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use anyhow::{Context, anyhow, ensure};
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use bytes::Bytes;
 use weir::clock::SystemClock;
 use weir::storage::batch::{patched_prefix, validate_record_set};
 use weir::storage::checkpoint::{RECOVERY_POINT_CHECKPOINT, read_offsets};
-use weir::storage::records::decode_records;
+use weir::storage::records::{ProducerRecord, decode_records, encode_producer_batch};
 use weir::storage::segment::segment_path;
-use weir::storage::{AppendOrigin, BatchHeader, Log, LogConfig, LogManager, TopicPartition};
+use weir::storage::{
+    AppendOrigin, BatchHeader, Compression, Log, LogConfig, LogManager, TopicPartition,
+};
 
 /// Timestamp of record 0 of batch 0. Fixed (not "now") so a batch's bytes depend on its
 /// sequence number alone.
@@ -131,36 +130,18 @@ impl BatchSpec {
 
     /// The batch as a producer sends it: base offset 0, leader epoch -1, no producer id.
     pub fn encode(&self) -> Vec<u8> {
-        let records: Vec<Record> = (0..self.records)
-            .map(|i| Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: -1,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: i as i64,
-                // The encoder keeps records in one batch only while offset - sequence is
-                // constant, so both run 0, 1, 2, ...
-                sequence: i as i32,
+        let keys: Vec<Vec<u8>> = (0..self.records).map(|i| self.key(i)).collect();
+        let values: Vec<Vec<u8>> = (0..self.records).map(|i| self.value(i)).collect();
+        let records: Vec<ProducerRecord<'_>> = (0..self.records)
+            .map(|i| ProducerRecord {
+                key: Some(&keys[i]),
+                value: Some(&values[i]),
+                headers: &[],
                 timestamp: self.timestamp(i),
-                key: Some(Bytes::from(self.key(i))),
-                value: Some(Bytes::from(self.value(i))),
-                headers: Default::default(),
             })
             .collect();
-        let mut buffer = BytesMut::new();
-        RecordBatchEncoder::encode(
-            &mut buffer,
-            &records,
-            &RecordEncodeOptions {
-                version: 2,
-                compression: Compression::None,
-            },
-        )
-        .expect("encoding an in-memory batch of plain records cannot fail");
-        buffer.to_vec()
+        encode_producer_batch(&records, Compression::None)
+            .expect("encoding an in-memory batch of plain records cannot fail")
     }
 
     /// The batch as the leader stores it: the producer's bytes with base offset and leader

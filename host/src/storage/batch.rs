@@ -32,7 +32,7 @@ const BASE_TIMESTAMP_OFFSET: usize = 27;
 const MAX_TIMESTAMP_OFFSET: usize = 35;
 const PRODUCER_ID_OFFSET: usize = 43;
 const PRODUCER_EPOCH_OFFSET: usize = 51;
-const BASE_SEQUENCE_OFFSET: usize = 53;
+pub const BASE_SEQUENCE_OFFSET: usize = 53;
 const RECORDS_COUNT_OFFSET: usize = 57;
 /// Size of the batch header; records start here.
 pub const RECORD_BATCH_OVERHEAD: usize = 61;
@@ -438,57 +438,32 @@ pub fn validate_record_set(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use bytes::{Bytes, BytesMut};
-    use kafka_protocol::records::{
-        Compression as WireCompression, Record, RecordBatchEncoder, RecordEncodeOptions,
-        TimestampType,
-    };
+    use crate::storage::records::{ProducerRecord, encode_producer_batch};
 
     /// A client-style batch (base offset 0, epoch -1) of `count` records with `value_size`-byte values.
     pub(crate) fn client_batch(count: usize, value_size: usize, timestamp: i64) -> Vec<u8> {
-        encode_batch(count, value_size, timestamp, WireCompression::None)
+        encode_batch(count, value_size, timestamp, Compression::None)
     }
 
     pub(crate) fn encode_batch(
         count: usize,
         value_size: usize,
         timestamp: i64,
-        compression: WireCompression,
+        compression: Compression,
     ) -> Vec<u8> {
-        let records: Vec<Record> = (0..count)
-            .map(|i| Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: -1,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: i as i64,
-                // The encoder keeps records in one batch only while offset - sequence is constant.
-                sequence: i as i32,
+        let keys: Vec<String> = (0..count).map(|i| format!("key-{i}")).collect();
+        let value = vec![b'v'; value_size];
+        let records: Vec<ProducerRecord<'_>> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, key)| ProducerRecord {
+                key: Some(key.as_bytes()),
+                value: Some(&value),
+                headers: &[],
                 timestamp: timestamp + i as i64,
-                key: Some(Bytes::from(format!("key-{i}"))),
-                value: Some(Bytes::from(vec![b'v'; value_size])),
-                headers: Default::default(),
             })
             .collect();
-        let mut buf = BytesMut::new();
-        RecordBatchEncoder::encode(
-            &mut buf,
-            &records,
-            &RecordEncodeOptions {
-                version: 2,
-                compression,
-            },
-        )
-        .expect("encoding a test batch");
-        let mut batch = buf.to_vec();
-        // A plain (non-idempotent) producer sends base sequence -1.
-        batch[BASE_SEQUENCE_OFFSET..BASE_SEQUENCE_OFFSET + 4]
-            .copy_from_slice(&(-1i32).to_be_bytes());
-        refresh_crc(&mut batch);
-        batch
+        encode_producer_batch(&records, compression).expect("encoding a test batch")
     }
 
     pub(crate) fn refresh_crc(batch: &mut [u8]) {
@@ -510,10 +485,10 @@ pub(crate) mod tests {
     #[test]
     fn compressed_batches_validate() {
         for codec in [
-            WireCompression::Gzip,
-            WireCompression::Snappy,
-            WireCompression::Lz4,
-            WireCompression::Zstd,
+            Compression::Gzip,
+            Compression::Snappy,
+            Compression::Lz4,
+            Compression::Zstd,
         ] {
             let batch = encode_batch(5, 100, 7, codec);
             let header = validate_batch(&batch, 1 << 20, AppendOrigin::Client).expect("valid");

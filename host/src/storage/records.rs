@@ -5,7 +5,7 @@ use bytes::Bytes;
 pub use kafka_protocol::records::Record;
 use kafka_protocol::records::RecordBatchDecoder;
 
-use super::batch::BatchHeader;
+use super::batch::{BASE_SEQUENCE_OFFSET, BatchHeader, CRC_OFFSET, Compression, compute_crc};
 
 /// Decodes (and decompresses) every record of one batch.
 pub fn decode_records(batch: &[u8]) -> Result<Vec<Record>, String> {
@@ -34,5 +34,130 @@ pub fn first_record_at_or_after(
         // batch granularity rather than not at all.
         Err(_) => (header.max_timestamp >= target)
             .then_some((header.base_offset as u64, header.max_timestamp)),
+    }
+}
+
+/// One record as a producer hands it over, before it is put in a batch.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProducerRecord<'a> {
+    pub key: Option<&'a [u8]>,
+    pub value: Option<&'a [u8]>,
+    pub headers: &'a [(&'a str, Option<&'a [u8]>)],
+    /// Create time in ms since the epoch.
+    pub timestamp: i64,
+}
+
+/// Encodes `records` as one magic-2 batch the way a plain (non-idempotent) producer sends it:
+/// base offset 0, partition leader epoch -1, no producer id, base sequence -1.
+pub fn encode_producer_batch(
+    records: &[ProducerRecord<'_>],
+    compression: Compression,
+) -> Result<Vec<u8>, String> {
+    use bytes::BytesMut;
+    use kafka_protocol::protocol::StrBytes;
+    use kafka_protocol::records::{
+        Compression as WireCompression, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+
+    if records.is_empty() {
+        return Err("a batch needs at least one record".to_string());
+    }
+    let wire_records: Vec<Record> = records
+        .iter()
+        .enumerate()
+        .map(|(index, record)| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: index as i64,
+            // The encoder keeps records in one batch only while offset - sequence is constant;
+            // the base sequence is reset to -1 below.
+            sequence: index as i32,
+            timestamp: record.timestamp,
+            key: record.key.map(Bytes::copy_from_slice),
+            value: record.value.map(Bytes::copy_from_slice),
+            headers: record
+                .headers
+                .iter()
+                .map(|(key, value)| {
+                    (
+                        StrBytes::from_string((*key).to_string()),
+                        value.map(Bytes::copy_from_slice),
+                    )
+                })
+                .collect(),
+        })
+        .collect();
+    let compression = match compression {
+        Compression::None => WireCompression::None,
+        Compression::Gzip => WireCompression::Gzip,
+        Compression::Snappy => WireCompression::Snappy,
+        Compression::Lz4 => WireCompression::Lz4,
+        Compression::Zstd => WireCompression::Zstd,
+    };
+    let mut buffer = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buffer,
+        &wire_records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression,
+        },
+    )
+    .map_err(|error| format!("{error:#}"))?;
+    let mut batch = buffer.to_vec();
+    batch[BASE_SEQUENCE_OFFSET..BASE_SEQUENCE_OFFSET + 4].copy_from_slice(&(-1i32).to_be_bytes());
+    let crc = compute_crc(&batch);
+    batch[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+    Ok(batch)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::batch::{AppendOrigin, validate_record_set};
+
+    #[test]
+    fn encoded_batches_are_one_valid_batch_that_decodes_back() {
+        for compression in [
+            Compression::None,
+            Compression::Gzip,
+            Compression::Snappy,
+            Compression::Lz4,
+            Compression::Zstd,
+        ] {
+            let headers: &[(&str, Option<&[u8]>)] = &[("trace", Some(b"abc")), ("empty", None)];
+            let records = [
+                ProducerRecord {
+                    key: Some(b"k"),
+                    value: Some(b"v1"),
+                    headers,
+                    timestamp: 10,
+                },
+                ProducerRecord {
+                    key: None,
+                    value: None,
+                    headers: &[],
+                    timestamp: 12,
+                },
+            ];
+            let batch = encode_producer_batch(&records, compression).expect("encode");
+            let batches =
+                validate_record_set(&batch, usize::MAX, AppendOrigin::Client).expect("valid");
+            assert_eq!(batches.len(), 1, "{compression:?}");
+            assert_eq!(batches[0].header.base_sequence, -1);
+            assert_eq!(batches[0].header.compression(), Some(compression));
+            let decoded = decode_records(&batch).expect("decode");
+            assert_eq!(decoded.len(), 2);
+            assert_eq!(decoded[0].key.as_deref(), Some(&b"k"[..]));
+            assert_eq!(decoded[0].headers.len(), 2);
+            assert_eq!(decoded[1].value, None);
+            assert_eq!(decoded[1].timestamp, 12);
+        }
+        assert!(encode_producer_batch(&[], Compression::None).is_err());
     }
 }

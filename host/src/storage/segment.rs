@@ -77,6 +77,19 @@ impl LogSegment {
         let log_path = segment_path(dir, base_offset, LOG_SUFFIX);
         handles.evict(&log_path);
         let writer = create_fresh(&log_path, true).at(&log_path)?;
+        Self::empty_active(dir, base_offset, log_path, writer, handles, now_ms)
+    }
+
+    /// An active segment with no batches indexed yet and fresh index files: what `create` returns
+    /// and what `recover` refills from the log file.
+    fn empty_active(
+        dir: &Path,
+        base_offset: u64,
+        log_path: PathBuf,
+        writer: File,
+        handles: Arc<FileHandleCache>,
+        now_ms: i64,
+    ) -> Result<LogSegment> {
         let offset_index_path = segment_path(dir, base_offset, INDEX_SUFFIX);
         let time_index_path = segment_path(dir, base_offset, TIME_INDEX_SUFFIX);
         Ok(LogSegment {
@@ -245,8 +258,6 @@ impl LogSegment {
         epoch_cache: &mut LeaderEpochCache,
     ) -> Result<(LogSegment, u64)> {
         let log_path = segment_path(dir, base_offset, LOG_SUFFIX);
-        let offset_index_path = segment_path(dir, base_offset, INDEX_SUFFIX);
-        let time_index_path = segment_path(dir, base_offset, TIME_INDEX_SUFFIX);
         handles.evict(&log_path);
         let writer = OpenOptions::new()
             .read(true)
@@ -254,23 +265,8 @@ impl LogSegment {
             .open(&log_path)
             .at(&log_path)?;
         let file_size = writer.metadata().at(&log_path)?.len();
-        let mut segment = LogSegment {
-            base_offset,
-            log_path: log_path.clone(),
-            size: 0,
-            next_offset: base_offset,
-            max_timestamp: -1,
-            offset_of_max_timestamp: base_offset,
-            rolling_timestamp: None,
-            created_ms: now_ms,
-            bytes_since_last_index_entry: 0,
-            offset_index: Index::create(offset_index_path.clone(), base_offset, handles.clone())
-                .at(&offset_index_path)?,
-            time_index: Index::create(time_index_path.clone(), base_offset, handles.clone())
-                .at(&time_index_path)?,
-            writer: Some(Arc::new(writer)),
-            handles,
-        };
+        let mut segment =
+            Self::empty_active(dir, base_offset, log_path.clone(), writer, handles, now_ms)?;
         let mut buffer = Vec::new();
         let mut position = 0u64;
         while position < file_size {
