@@ -1,10 +1,18 @@
 //! Weir: a Kafka-compatible broker whose policies are WebAssembly plugins.
 //!
 //! Layout (see `ARCHITECTURE.md` at the repository root for the whole map):
+//! - [`protocol`]: the Kafka listener, framing, routing; one file per API in `protocol/api/`.
+//! - [`broker`]: the shell a `weir serve` process runs: topics, partitions, periodic work.
+//! - [`replication`]: a partition replica's state (high watermark, leader epoch, producers).
 //! - [`storage`]: partition logs on disk (segments, indexes, recovery, retention, checkpoints).
+//! - [`config`]: broker configuration with Kafka's property names.
 //! - [`tools`]: offline tools over the data directory (`weir log dump`).
 //! - [`clock`]: time as an input, so age-based decisions are testable.
 
+pub mod broker;
 pub mod clock;
+pub mod config;
+pub mod protocol;
+pub mod replication;
 pub mod storage;
 pub mod tools;

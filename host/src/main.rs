@@ -18,6 +18,18 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run a broker. With no flags: one node on 127.0.0.1:9092, data in ./weir-data.
+    Serve {
+        /// A TOML file of broker configs, with Kafka's property names (`"log.dirs" = "/data"`).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Override one config, e.g. `--set num.partitions=3`. Repeatable; applied after --config.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
+        /// Log format: `text` (readable) or `json`.
+        #[arg(long, default_value = "text")]
+        log_format: LogFormat,
+    },
     /// Inspect partition logs on disk.
     Log {
         #[command(subcommand)]
@@ -38,9 +50,62 @@ enum LogCommand {
     },
 }
 
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn serve(config: Option<PathBuf>, overrides: Vec<String>, log_format: LogFormat) -> ExitCode {
+    init_logging(log_format);
+    let config = match weir::config::BrokerConfig::load(config.as_deref(), &overrides) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("weir serve: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("weir serve: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(weir::broker::serve::run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            eprintln!("weir serve: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Serve {
+            config,
+            overrides,
+            log_format,
+        } => serve(config, overrides, log_format),
         Command::Log {
             command: LogCommand::Dump { path, records },
         } => {

@@ -270,6 +270,18 @@ impl Log {
             .end_offset_for(epoch, self.log_end_offset())
     }
 
+    /// Calls `visit` with every batch header from the first segment to the last, in offset order.
+    /// Used to rebuild state derived from the log (idempotent producers) on start.
+    pub fn for_each_batch_header(&self, mut visit: impl FnMut(&BatchHeader)) -> Result<()> {
+        for segment in self.segments.values() {
+            segment.for_each_header(|header| {
+                visit(header);
+                Ok(())
+            })?;
+        }
+        Ok(())
+    }
+
     pub fn epoch_entries(&self) -> Vec<(i32, u64)> {
         self.epoch_cache
             .entries()

@@ -1,0 +1,309 @@
+//! The broker shell: what one `weir serve` process holds (logs, partitions, topics) and the
+//! operations the Kafka API handlers call. Handlers decode and encode; decisions live here and in
+//! the rooms below (storage, replication).
+
+pub mod serve;
+pub mod topics;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use kafka_protocol::ResponseError;
+use uuid::Uuid;
+
+use crate::clock::SystemClock;
+use crate::config::BrokerConfig;
+use crate::replication::Partition;
+use crate::storage::{LogConfig, LogManager, TopicPartition};
+use topics::{MIN_INSYNC_REPLICAS, TopicRecord, TopicStore, topic_log_config, validate_topic_name};
+
+/// The leader epoch of every partition on a single-node broker; elections arrive with the controller.
+pub const SINGLE_NODE_LEADER_EPOCH: i32 = 0;
+/// Kafka's bound on partitions per CreateTopics/CreatePartitions call per topic.
+const PARTITIONS_PER_TOPIC_MAX: i32 = 100_000;
+
+/// A Kafka error code with a message for the client and the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub code: ResponseError,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(code: ResponseError, message: impl Into<String>) -> Self {
+        ApiError {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Broker {
+    pub config: BrokerConfig,
+    logs: LogManager,
+    store: Mutex<TopicStore>,
+    partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Broker {
+    /// Opens the data directory: topic metadata, then every partition log (recovering as needed).
+    pub fn open(config: BrokerConfig) -> anyhow::Result<Arc<Broker>> {
+        std::fs::create_dir_all(&config.log_dir).map_err(|error| {
+            anyhow::anyhow!(
+                "cannot create log.dirs {}: {error}",
+                config.log_dir.display()
+            )
+        })?;
+        let store = TopicStore::open(&config.log_dir)?;
+        let topic_configs: HashMap<String, LogConfig> = store
+            .all()
+            .map(|topic| {
+                let config = topic_log_config(&config.log_defaults, &topic.configs).unwrap_or_else(|error| {
+                    tracing::warn!(topic = %topic.name, %error, "stored topic config is invalid; using defaults");
+                    config.log_defaults.clone()
+                });
+                (topic.name.clone(), config)
+            })
+            .collect();
+        let defaults = config.log_defaults.clone();
+        let logs = LogManager::open(&config.log_dir, Arc::new(SystemClock), |tp| {
+            topic_configs
+                .get(&tp.topic)
+                .cloned()
+                .unwrap_or_else(|| defaults.clone())
+        })?;
+        let broker = Broker {
+            config,
+            logs,
+            store: Mutex::new(store),
+            partitions: RwLock::new(HashMap::new()),
+        };
+        let topics: Vec<TopicRecord> = lock(&broker.store).all().cloned().collect();
+        for topic in topics {
+            broker.host_partitions(&topic, 0)?;
+        }
+        for tp in broker.logs.partitions() {
+            if lock(&broker.store)
+                .get(&tp.topic)
+                .is_none_or(|topic| tp.partition >= topic.partitions)
+            {
+                tracing::warn!(partition = %tp, "log directory belongs to no known topic; leaving it untouched");
+            }
+        }
+        Ok(Arc::new(broker))
+    }
+
+    /// Opens (creating if needed) the logs of partitions `from..` of `topic` and serves them.
+    fn host_partitions(&self, topic: &TopicRecord, from: u32) -> anyhow::Result<()> {
+        let config = topic_log_config(&self.config.log_defaults, &topic.configs)
+            .map_err(anyhow::Error::msg)?;
+        for index in from..topic.partitions {
+            let tp = TopicPartition::new(topic.name.as_str(), index);
+            let log = self.logs.get_or_create(&tp, config.clone())?;
+            let partition = Partition::new(tp.clone(), log, SINGLE_NODE_LEADER_EPOCH)?;
+            self.partitions
+                .write()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .insert(tp, partition);
+        }
+        Ok(())
+    }
+
+    pub fn cluster_id(&self) -> String {
+        lock(&self.store).cluster_id().to_string()
+    }
+
+    pub fn partition(&self, topic: &str, index: i32) -> Option<Arc<Partition>> {
+        let index = u32::try_from(index).ok()?;
+        self.partitions
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(&TopicPartition::new(topic, index))
+            .cloned()
+    }
+
+    pub fn topic(&self, name: &str) -> Option<TopicRecord> {
+        lock(&self.store).get(name).cloned()
+    }
+
+    pub fn topic_by_id(&self, id: Uuid) -> Option<TopicRecord> {
+        lock(&self.store).by_id(id).cloned()
+    }
+
+    pub fn topics(&self) -> Vec<TopicRecord> {
+        lock(&self.store).all().cloned().collect()
+    }
+
+    pub fn min_insync_replicas(&self, topic: &TopicRecord) -> u32 {
+        topic
+            .configs
+            .get(MIN_INSYNC_REPLICAS)
+            .and_then(|value| value.parse().ok())
+            .unwrap_or(self.config.min_insync_replicas)
+    }
+
+    /// The topic, auto-creating it when `auto.create.topics.enable` allows (Metadata, Produce).
+    pub fn topic_or_auto_create(
+        &self,
+        name: &str,
+        allow_auto_create: bool,
+    ) -> Result<TopicRecord, ApiError> {
+        if let Some(topic) = self.topic(name) {
+            return Ok(topic);
+        }
+        validate_topic_name(name)
+            .map_err(|message| ApiError::new(ResponseError::InvalidTopicException, message))?;
+        if !(allow_auto_create && self.config.auto_create_topics) {
+            return Err(ApiError::new(
+                ResponseError::UnknownTopicOrPartition,
+                format!("topic '{name}' does not exist"),
+            ));
+        }
+        match self.create_topic(name, -1, -1, BTreeMap::new(), false) {
+            Ok(topic) => Ok(topic),
+            // Another connection created it first.
+            Err(error) if error.code == ResponseError::TopicAlreadyExists => {
+                self.topic(name).ok_or_else(|| {
+                    ApiError::new(ResponseError::UnknownTopicOrPartition, "topic vanished")
+                })
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// CreateTopics. -1 partitions or replication factor means the broker default.
+    pub fn create_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        replication_factor: i16,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<TopicRecord, ApiError> {
+        validate_topic_name(name)
+            .map_err(|message| ApiError::new(ResponseError::InvalidTopicException, message))?;
+        let partitions = if partitions == -1 {
+            self.config.num_partitions as i32
+        } else {
+            partitions
+        };
+        if !(1..=PARTITIONS_PER_TOPIC_MAX).contains(&partitions) {
+            return Err(ApiError::new(
+                ResponseError::InvalidPartitions,
+                format!("{partitions} partitions; a topic needs 1 to {PARTITIONS_PER_TOPIC_MAX}"),
+            ));
+        }
+        let replication_factor = if replication_factor == -1 {
+            self.config.default_replication_factor
+        } else {
+            replication_factor
+        };
+        if replication_factor != 1 {
+            return Err(ApiError::new(
+                ResponseError::InvalidReplicationFactor,
+                format!(
+                    "replication factor {replication_factor} is larger than the 1 available broker"
+                ),
+            ));
+        }
+        topic_log_config(&self.config.log_defaults, &configs)
+            .map_err(|message| ApiError::new(ResponseError::InvalidConfig, message))?;
+        let mut store = lock(&self.store);
+        if store.get(name).is_some() {
+            return Err(ApiError::new(
+                ResponseError::TopicAlreadyExists,
+                format!("topic '{name}' already exists"),
+            ));
+        }
+        let topic = TopicRecord {
+            name: name.to_string(),
+            id: Uuid::new_v4(),
+            partitions: partitions as u32,
+            replication_factor,
+            configs,
+        };
+        if validate_only {
+            return Ok(topic);
+        }
+        // Logs first: a crash in between leaves unreferenced directories, never a topic without logs.
+        self.host_partitions(&topic, 0)
+            .map_err(|error| ApiError::new(ResponseError::KafkaStorageError, error.to_string()))?;
+        store
+            .insert(topic.clone())
+            .map_err(|error| ApiError::new(ResponseError::KafkaStorageError, error.to_string()))?;
+        tracing::info!(topic = %topic.name, partitions = topic.partitions, id = %topic.id, "created topic");
+        Ok(topic)
+    }
+
+    /// DeleteTopics: forgets the topic, then deletes its logs.
+    pub fn delete_topic(&self, name: &str) -> Result<TopicRecord, ApiError> {
+        let topic = lock(&self.store)
+            .remove(name)
+            .map_err(|error| ApiError::new(ResponseError::KafkaStorageError, error.to_string()))?
+            .ok_or_else(|| {
+                ApiError::new(
+                    ResponseError::UnknownTopicOrPartition,
+                    format!("topic '{name}' does not exist"),
+                )
+            })?;
+        for index in 0..topic.partitions {
+            let tp = TopicPartition::new(name, index);
+            self.partitions
+                .write()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .remove(&tp);
+            if let Err(error) = self.logs.delete(&tp) {
+                tracing::error!(partition = %tp, %error, "could not delete the log of a deleted topic");
+            }
+        }
+        tracing::info!(topic = %name, "deleted topic");
+        Ok(topic)
+    }
+
+    pub fn allocate_producer_id(&self) -> Result<i64, ApiError> {
+        lock(&self.store)
+            .allocate_producer_id()
+            .map_err(|error| ApiError::new(ResponseError::KafkaStorageError, error.to_string()))
+    }
+
+    /// Periodic work: retention (never past the high watermark) and time-based roll and flush.
+    pub fn run_log_maintenance(&self) {
+        let partitions: Vec<Arc<Partition>> = self
+            .partitions
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for partition in partitions {
+            let high_watermark = partition.high_watermark();
+            let mut log = partition.log();
+            let result = log
+                .maybe_roll_by_time()
+                .and_then(|_| log.apply_retention(high_watermark))
+                .and_then(|_| log.maybe_flush_by_time());
+            if let Err(error) = result {
+                tracing::error!(partition = %partition.topic_partition, %error, "log maintenance failed");
+            }
+        }
+    }
+
+    pub fn checkpoint(&self) {
+        if let Err(error) = self.logs.checkpoint() {
+            tracing::error!(%error, "writing checkpoints failed");
+        }
+    }
+
+    /// The storage half of a clean shutdown: flush, checkpoint, clean-shutdown marker.
+    pub fn shutdown_storage(&self) -> anyhow::Result<()> {
+        self.logs.shutdown()?;
+        Ok(())
+    }
+}

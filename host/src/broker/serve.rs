@@ -1,0 +1,74 @@
+//! `weir serve`: open the data directory, listen, run periodic work, and on SIGTERM/SIGINT stop
+//! accepting, answer what was read, flush, checkpoint, write the clean-shutdown marker, exit 0.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use super::Broker;
+use crate::config::BrokerConfig;
+
+pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(config.listener)
+        .await
+        .map_err(|error| anyhow::anyhow!("cannot listen on {}: {error}", config.listener))?;
+    let broker = tokio::task::spawn_blocking(move || Broker::open(config)).await??;
+    tracing::info!(
+        listener = %broker.config.listener,
+        log_dir = %broker.config.log_dir.display(),
+        cluster_id = %broker.cluster_id(),
+        topics = broker.topics().len(),
+        "weir is serving"
+    );
+    let (shutdown_sender, shutdown) = watch::channel(false);
+    let maintenance = tokio::spawn(run_periodic_work(broker.clone(), shutdown.clone()));
+    let server = tokio::spawn(crate::protocol::serve(listener, broker.clone(), shutdown));
+    wait_for_signal().await?;
+    tracing::info!("shutting down: no new connections, answering requests already read");
+    let _ = shutdown_sender.send(true);
+    server.await?;
+    maintenance.await?;
+    let flushing = broker.clone();
+    tokio::task::spawn_blocking(move || flushing.shutdown_storage()).await??;
+    tracing::info!("clean shutdown complete");
+    Ok(())
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = interrupt.recv() => {}
+    }
+    Ok(())
+}
+
+/// Retention, time-based roll and flush on `log.retention.check.interval.ms`; checkpoints of
+/// recovery points and log start offsets on `log.flush.offset.checkpoint.interval.ms`.
+async fn run_periodic_work(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+    let mut maintenance = tokio::time::interval(Duration::from_millis(
+        broker.config.retention_check_interval_ms.max(1),
+    ));
+    let mut checkpoint = tokio::time::interval(Duration::from_millis(
+        broker.config.checkpoint_interval_ms.max(1),
+    ));
+    maintenance.tick().await;
+    checkpoint.tick().await;
+    loop {
+        tokio::select! {
+            _ = maintenance.tick() => {
+                let broker = broker.clone();
+                let _ = tokio::task::spawn_blocking(move || broker.run_log_maintenance()).await;
+            }
+            _ = checkpoint.tick() => {
+                let broker = broker.clone();
+                let _ = tokio::task::spawn_blocking(move || broker.checkpoint()).await;
+            }
+            _ = shutdown.changed() => return,
+        }
+    }
+}

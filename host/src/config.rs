@@ -1,0 +1,446 @@
+//! Broker configuration: Kafka's property names and defaults, from a TOML file and `--set`
+//! overrides. Every key, its default and its meaning live in [`BrokerConfig::KEYS`].
+//!
+//! The TOML file may spell a key flat and quoted (`"log.dirs" = "/data"`) or as nested tables
+//! (`[log] dirs = "/data"`): both flatten to Kafka's dotted name.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use crate::storage::LogConfig;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid TOML: {message}")]
+    Toml { path: String, message: String },
+    #[error("unknown config key '{0}' (see `weir serve --help` for the supported keys)")]
+    UnknownKey(String),
+    #[error("config '{key}': {message}")]
+    Invalid { key: String, message: String },
+    #[error("--set expects key=value, got '{0}'")]
+    BadOverride(String),
+}
+
+/// (key, default, what it means). Kafka's names; keys marked "log." are the broker-wide defaults
+/// of the topic configs of the same meaning.
+pub const KEYS: &[(&str, &str, &str)] = &[
+    ("node.id", "1", "this broker's id"),
+    (
+        "listeners",
+        "PLAINTEXT://127.0.0.1:9092",
+        "address the Kafka listener binds",
+    ),
+    (
+        "advertised.listeners",
+        "",
+        "address clients are told to connect to; defaults to listeners",
+    ),
+    (
+        "log.dirs",
+        "./weir-data",
+        "directory holding partition logs and metadata",
+    ),
+    ("num.partitions", "1", "partitions of an auto-created topic"),
+    (
+        "default.replication.factor",
+        "1",
+        "replication factor of an auto-created topic",
+    ),
+    (
+        "auto.create.topics.enable",
+        "true",
+        "create unknown topics on Metadata and Produce",
+    ),
+    (
+        "message.max.bytes",
+        "1048588",
+        "largest record batch a topic accepts (topic: max.message.bytes)",
+    ),
+    (
+        "socket.request.max.bytes",
+        "104857600",
+        "largest request frame; a bigger one closes the connection",
+    ),
+    (
+        "min.insync.replicas",
+        "1",
+        "ISR size acks=all needs (topic: min.insync.replicas)",
+    ),
+    (
+        "log.segment.bytes",
+        "1073741824",
+        "topic default for segment.bytes",
+    ),
+    ("log.roll.ms", "604800000", "topic default for segment.ms"),
+    (
+        "log.retention.ms",
+        "604800000",
+        "topic default for retention.ms",
+    ),
+    (
+        "log.retention.bytes",
+        "-1",
+        "topic default for retention.bytes",
+    ),
+    (
+        "log.index.interval.bytes",
+        "4096",
+        "topic default for index.interval.bytes",
+    ),
+    (
+        "log.flush.interval.messages",
+        "9223372036854775807",
+        "topic default for flush.messages",
+    ),
+    (
+        "log.flush.interval.ms",
+        "9223372036854775807",
+        "topic default for flush.ms",
+    ),
+    (
+        "log.retention.check.interval.ms",
+        "300000",
+        "how often retention runs",
+    ),
+    (
+        "log.flush.offset.checkpoint.interval.ms",
+        "60000",
+        "how often recovery points are checkpointed",
+    ),
+    (
+        "connections.max",
+        "10000",
+        "open client connections before new ones are refused",
+    ),
+    (
+        "queued.max.requests",
+        "500",
+        "requests read ahead per connection before reading pauses",
+    ),
+    (
+        "shutdown.timeout.ms",
+        "30000",
+        "how long a shutdown waits for in-flight requests",
+    ),
+];
+
+/// Broker-wide `log.*` keys and the topic config each is the default of.
+const TOPIC_DEFAULT_KEYS: &[(&str, &str)] = &[
+    ("log.segment.bytes", crate::storage::config::SEGMENT_BYTES),
+    ("log.roll.ms", crate::storage::config::SEGMENT_MS),
+    ("log.retention.ms", crate::storage::config::RETENTION_MS),
+    (
+        "log.retention.bytes",
+        crate::storage::config::RETENTION_BYTES,
+    ),
+    (
+        "log.index.interval.bytes",
+        crate::storage::config::INDEX_INTERVAL_BYTES,
+    ),
+    (
+        "message.max.bytes",
+        crate::storage::config::MAX_MESSAGE_BYTES,
+    ),
+    (
+        "log.flush.interval.messages",
+        crate::storage::config::FLUSH_MESSAGES,
+    ),
+    ("log.flush.interval.ms", crate::storage::config::FLUSH_MS),
+];
+
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    values: BTreeMap<String, String>,
+    pub node_id: i32,
+    pub listener: SocketAddr,
+    pub advertised_host: String,
+    pub advertised_port: u16,
+    pub log_dir: PathBuf,
+    pub num_partitions: u32,
+    pub default_replication_factor: i16,
+    pub auto_create_topics: bool,
+    pub socket_request_max_bytes: usize,
+    pub min_insync_replicas: u32,
+    pub retention_check_interval_ms: u64,
+    pub checkpoint_interval_ms: u64,
+    pub connections_max: usize,
+    pub queued_max_requests: usize,
+    pub shutdown_timeout_ms: u64,
+    /// Topic config defaults (`segment.bytes`, ...) derived from the `log.*` keys.
+    pub log_defaults: LogConfig,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig::from_values(BTreeMap::new()).expect("the defaults are valid")
+    }
+}
+
+impl BrokerConfig {
+    /// Reads an optional TOML file, then applies `key=value` overrides in order.
+    pub fn load(file: Option<&std::path::Path>, overrides: &[String]) -> Result<Self, ConfigError> {
+        let mut values = BTreeMap::new();
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.display().to_string(),
+                source,
+            })?;
+            let table: toml::Table =
+                text.parse()
+                    .map_err(|error: toml::de::Error| ConfigError::Toml {
+                        path: path.display().to_string(),
+                        message: error.to_string(),
+                    })?;
+            flatten("", &toml::Value::Table(table), &mut values);
+        }
+        for item in overrides {
+            let (key, value) = item
+                .split_once('=')
+                .ok_or_else(|| ConfigError::BadOverride(item.clone()))?;
+            values.insert(key.trim().to_string(), value.trim().to_string());
+        }
+        BrokerConfig::from_values(values)
+    }
+
+    fn from_values(values: BTreeMap<String, String>) -> Result<Self, ConfigError> {
+        for key in values.keys() {
+            if !KEYS.iter().any(|(known, _, _)| known == key) {
+                return Err(ConfigError::UnknownKey(key.clone()));
+            }
+        }
+        let get = |key: &str| -> String {
+            values
+                .get(key)
+                .cloned()
+                .or_else(|| {
+                    KEYS.iter()
+                        .find(|(known, _, _)| *known == key)
+                        .map(|(_, default, _)| default.to_string())
+                })
+                .unwrap_or_default()
+        };
+        let invalid = |key: &str, message: String| ConfigError::Invalid {
+            key: key.to_string(),
+            message,
+        };
+        fn number<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, ConfigError> {
+            value.parse().map_err(|_| ConfigError::Invalid {
+                key: key.to_string(),
+                message: format!("'{value}' is not a valid number"),
+            })
+        }
+        let listener_text = get("listeners");
+        let listener =
+            parse_listener(&listener_text).map_err(|message| invalid("listeners", message))?;
+        let advertised_text = get("advertised.listeners");
+        let (advertised_host, advertised_port) = if advertised_text.is_empty() {
+            (listener.ip().to_string(), listener.port())
+        } else {
+            parse_host_port(&advertised_text)
+                .map_err(|message| invalid("advertised.listeners", message))?
+        };
+        let auto_create_topics = match get("auto.create.topics.enable").as_str() {
+            "true" => true,
+            "false" => false,
+            other => {
+                return Err(invalid(
+                    "auto.create.topics.enable",
+                    format!("'{other}' is not true or false"),
+                ));
+            }
+        };
+        let mut log_defaults = LogConfig::default();
+        for (broker_key, topic_key) in TOPIC_DEFAULT_KEYS {
+            log_defaults
+                .set(topic_key, &get(broker_key))
+                .map_err(|error| invalid(broker_key, error.to_string()))?;
+        }
+        let num_partitions: u32 = number("num.partitions", &get("num.partitions"))?;
+        if num_partitions == 0 {
+            return Err(invalid("num.partitions", "must be at least 1".to_string()));
+        }
+        Ok(BrokerConfig {
+            node_id: number("node.id", &get("node.id"))?,
+            listener,
+            advertised_host,
+            advertised_port,
+            log_dir: PathBuf::from(get("log.dirs").split(',').next().unwrap_or_default().trim()),
+            num_partitions,
+            default_replication_factor: number(
+                "default.replication.factor",
+                &get("default.replication.factor"),
+            )?,
+            auto_create_topics,
+            socket_request_max_bytes: number(
+                "socket.request.max.bytes",
+                &get("socket.request.max.bytes"),
+            )?,
+            min_insync_replicas: number("min.insync.replicas", &get("min.insync.replicas"))?,
+            retention_check_interval_ms: number(
+                "log.retention.check.interval.ms",
+                &get("log.retention.check.interval.ms"),
+            )?,
+            checkpoint_interval_ms: number(
+                "log.flush.offset.checkpoint.interval.ms",
+                &get("log.flush.offset.checkpoint.interval.ms"),
+            )?,
+            connections_max: number("connections.max", &get("connections.max"))?,
+            queued_max_requests: number::<usize>(
+                "queued.max.requests",
+                &get("queued.max.requests"),
+            )?
+            .max(1),
+            shutdown_timeout_ms: number("shutdown.timeout.ms", &get("shutdown.timeout.ms"))?,
+            log_defaults,
+            values,
+        })
+    }
+
+    /// The effective value of a broker key (set or default), as DescribeConfigs reports it.
+    pub fn get(&self, key: &str) -> Option<String> {
+        let default = KEYS.iter().find(|(known, _, _)| *known == key)?.1;
+        Some(
+            self.values
+                .get(key)
+                .cloned()
+                .unwrap_or_else(|| default.to_string()),
+        )
+    }
+
+    pub fn is_default(&self, key: &str) -> bool {
+        !self.values.contains_key(key)
+    }
+}
+
+fn flatten(prefix: &str, value: &toml::Value, out: &mut BTreeMap<String, String>) {
+    match value {
+        toml::Value::Table(table) => {
+            for (key, value) in table {
+                let key = if prefix.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{prefix}.{key}")
+                };
+                flatten(&key, value, out);
+            }
+        }
+        toml::Value::String(text) => {
+            out.insert(prefix.to_string(), text.clone());
+        }
+        toml::Value::Array(items) => {
+            let joined: Vec<String> = items
+                .iter()
+                .map(|item| match item {
+                    toml::Value::String(text) => text.clone(),
+                    other => other.to_string(),
+                })
+                .collect();
+            out.insert(prefix.to_string(), joined.join(","));
+        }
+        other => {
+            out.insert(prefix.to_string(), other.to_string());
+        }
+    }
+}
+
+/// `PLAINTEXT://host:port` (the only listener Weir speaks) or `host:port`.
+fn parse_listener(text: &str) -> Result<SocketAddr, String> {
+    let first = text.split(',').next().unwrap_or_default().trim();
+    let (host, port) = parse_host_port(first)?;
+    let host = if host.is_empty() {
+        "0.0.0.0".to_string()
+    } else {
+        host
+    };
+    format!("{host}:{port}")
+        .parse()
+        .or_else(|_| {
+            std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port))
+                .ok()
+                .and_then(|mut addresses| addresses.next())
+                .ok_or(())
+        })
+        .map_err(|_| format!("cannot resolve '{first}'"))
+}
+
+fn parse_host_port(text: &str) -> Result<(String, u16), String> {
+    let address = match text.split_once("://") {
+        Some(("PLAINTEXT", rest)) => rest,
+        Some((protocol, _)) => {
+            return Err(format!(
+                "listener protocol {protocol} is not supported; use PLAINTEXT"
+            ));
+        }
+        None => text,
+    };
+    let (host, port) = address
+        .rsplit_once(':')
+        .ok_or_else(|| format!("'{text}' is not host:port"))?;
+    let port = port
+        .parse()
+        .map_err(|_| format!("'{port}' is not a port"))?;
+    Ok((
+        host.trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string(),
+        port,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_serve_on_localhost_9092() {
+        let config = BrokerConfig::default();
+        assert_eq!(config.listener, "127.0.0.1:9092".parse().expect("address"));
+        assert_eq!(
+            (config.advertised_host.as_str(), config.advertised_port),
+            ("127.0.0.1", 9092)
+        );
+        assert_eq!(config.log_dir, PathBuf::from("./weir-data"));
+        assert!(config.auto_create_topics);
+        assert_eq!(config.log_defaults, LogConfig::default());
+    }
+
+    #[test]
+    fn file_and_overrides_use_kafkas_names() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("weir.toml");
+        std::fs::write(
+            &path,
+            "listeners = \"PLAINTEXT://127.0.0.1:19092\"\nnum.partitions = 3\n[log]\ndirs = \"/tmp/x\"\nsegment.bytes = 4096\n",
+        )
+        .expect("write");
+        let config =
+            BrokerConfig::load(Some(&path), &["num.partitions=5".to_string()]).expect("load");
+        assert_eq!(config.listener.port(), 19092);
+        assert_eq!(config.num_partitions, 5);
+        assert_eq!(config.log_dir, PathBuf::from("/tmp/x"));
+        assert_eq!(config.log_defaults.segment_bytes, 4096);
+        assert_eq!(config.get("num.partitions").as_deref(), Some("5"));
+        assert!(!config.is_default("num.partitions"));
+    }
+
+    #[test]
+    fn bad_input_names_the_problem() {
+        let error =
+            BrokerConfig::load(None, &["num.partition=3".to_string()]).expect_err("unknown key");
+        assert!(error.to_string().contains("num.partition"), "{error}");
+        let error =
+            BrokerConfig::load(None, &["num.partitions=many".to_string()]).expect_err("bad number");
+        assert!(error.to_string().contains("num.partitions"), "{error}");
+        let error =
+            BrokerConfig::load(None, &["listeners=SSL://h:1".to_string()]).expect_err("protocol");
+        assert!(error.to_string().contains("PLAINTEXT"), "{error}");
+        assert!(BrokerConfig::load(None, &["novalue".to_string()]).is_err());
+    }
+}

@@ -1,0 +1,262 @@
+//! The protocol room: the Kafka listener, framing, request decoding and routing, response encoding.
+//! No business logic: each API's handler in [`api`] decodes, calls the broker, encodes.
+//!
+//! One connection is served like Kafka serves it: requests are read ahead (up to
+//! `queued.max.requests`) but processed one at a time, in order, so responses go out in request
+//! order and a producer's pipelined batches are appended in the order it sent them.
+//!
+//! Bad input: a frame larger than `socket.request.max.bytes`, an unknown API key, an unsupported
+//! version (except ApiVersions, which gets Kafka's v0 fallback answer) or a body that does not
+//! decode closes that connection with a log line, as Kafka does; nothing else is affected.
+
+pub mod api;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
+use kafka_protocol::protocol::{Decodable, Encodable};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc, watch};
+
+use crate::broker::Broker;
+
+/// Size of the length prefix of every Kafka frame.
+const FRAME_LENGTH_BYTES: usize = 4;
+
+/// A decoded request, ready for its handler.
+#[derive(Debug)]
+pub struct Request {
+    pub header: RequestHeader,
+    pub api_key: ApiKey,
+    pub body: RequestKind,
+}
+
+/// Why a connection is being closed.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    #[error("frame of {size} bytes exceeds socket.request.max.bytes ({max})")]
+    TooLarge { size: i64, max: usize },
+    #[error("frame is {0} bytes, too short for a request header")]
+    TooShort(usize),
+    #[error("unknown API key {0}")]
+    UnknownApiKey(i16),
+    #[error("{api:?} v{version} is not supported (supported: v{min}-v{max})")]
+    UnsupportedVersion {
+        api: ApiKey,
+        version: i16,
+        min: i16,
+        max: i16,
+    },
+    #[error("malformed {what}: {message}")]
+    Malformed { what: String, message: String },
+}
+
+/// Decodes one frame body. `Ok(Err(response))` is a request answered without a handler
+/// (ApiVersions at an unsupported version).
+pub fn decode_request(mut frame: Bytes) -> Result<Result<Request, BytesMut>, FrameError> {
+    if frame.len() < 8 {
+        return Err(FrameError::TooShort(frame.len()));
+    }
+    let api_key_raw = i16::from_be_bytes([frame[0], frame[1]]);
+    let version = i16::from_be_bytes([frame[2], frame[3]]);
+    let api_key =
+        ApiKey::try_from(api_key_raw).map_err(|_| FrameError::UnknownApiKey(api_key_raw))?;
+    let supported = api::supported_versions(api_key);
+    if supported.is_none_or(|(min, max)| version < min || version > max) {
+        if api_key == ApiKey::ApiVersions {
+            // KIP-511: answer a too-new ApiVersions with a v0 response carrying
+            // UNSUPPORTED_VERSION and our ranges, so the client can retry with a version we know.
+            let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
+            return Ok(Err(encode_response(
+                correlation_id,
+                api_key,
+                0,
+                &api::api_versions::unsupported_version(),
+            )?));
+        }
+        let (min, max) = supported.unwrap_or((0, -1));
+        return Err(FrameError::UnsupportedVersion {
+            api: api_key,
+            version,
+            min,
+            max,
+        });
+    }
+    let header = RequestHeader::decode(&mut frame, api_key.request_header_version(version))
+        .map_err(|error| FrameError::Malformed {
+            what: "request header".into(),
+            message: error.to_string(),
+        })?;
+    let body = RequestKind::decode(api_key, &mut frame, version).map_err(|error| {
+        FrameError::Malformed {
+            what: format!("{api_key:?} v{version} request"),
+            message: error.to_string(),
+        }
+    })?;
+    Ok(Ok(Request {
+        header,
+        api_key,
+        body,
+    }))
+}
+
+/// Encodes a response with its header and length prefix.
+pub fn encode_response(
+    correlation_id: i32,
+    api_key: ApiKey,
+    version: i16,
+    body: &ResponseKind,
+) -> Result<BytesMut, FrameError> {
+    let encoding = |error: anyhow::Error| FrameError::Malformed {
+        what: format!("{api_key:?} v{version} response"),
+        message: error.to_string(),
+    };
+    let mut buffer = BytesMut::with_capacity(256);
+    buffer.put_i32(0);
+    ResponseHeader::default()
+        .with_correlation_id(correlation_id)
+        .encode(&mut buffer, api_key.response_header_version(version))
+        .map_err(encoding)?;
+    body.encode(&mut buffer, version).map_err(encoding)?;
+    let length = (buffer.len() - FRAME_LENGTH_BYTES) as i32;
+    buffer[..FRAME_LENGTH_BYTES].copy_from_slice(&length.to_be_bytes());
+    Ok(buffer)
+}
+
+/// Accepts connections until `shutdown` turns true, then waits (up to `shutdown.timeout.ms`) for
+/// every connection to answer what it has read.
+pub async fn serve(
+    listener: TcpListener,
+    broker: Arc<Broker>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let connections = Arc::new(Semaphore::new(broker.config.connections_max));
+    let mut tasks = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        tracing::warn!(%error, "accept failed");
+                        continue;
+                    }
+                };
+                let Ok(permit) = connections.clone().try_acquire_owned() else {
+                    tracing::warn!(%peer, limit = broker.config.connections_max, "connections.max reached; refusing");
+                    continue;
+                };
+                let broker = broker.clone();
+                let shutdown = shutdown.clone();
+                tasks.spawn(async move {
+                    serve_connection(stream, peer, broker, shutdown).await;
+                    drop(permit);
+                });
+            }
+            _ = shutdown.changed() => break,
+        }
+        while tasks.try_join_next().is_some() {}
+    }
+    drop(listener);
+    let deadline = Duration::from_millis(broker.config.shutdown_timeout_ms);
+    if tokio::time::timeout(deadline, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await
+    .is_err()
+    {
+        tracing::warn!(
+            connections = tasks.len(),
+            "shutdown timeout: closing connections with requests in flight"
+        );
+        tasks.abort_all();
+    }
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    broker: Arc<Broker>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let _ = stream.set_nodelay(true);
+    let (mut reader, mut writer) = stream.into_split();
+    let (frames, mut queued) = mpsc::channel::<Bytes>(broker.config.queued_max_requests);
+    let max_frame = broker.config.socket_request_max_bytes;
+    let read_loop = async move {
+        loop {
+            let frame = tokio::select! {
+                frame = read_frame(&mut reader, max_frame) => frame,
+                _ = shutdown.changed() => return,
+            };
+            match frame {
+                Ok(Some(frame)) => {
+                    if frames.send(frame).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(None) => return,
+                Err(error) => {
+                    tracing::warn!(%peer, %error, "closing connection");
+                    return;
+                }
+            }
+        }
+    };
+    let process_loop = async {
+        while let Some(frame) = queued.recv().await {
+            let response = match decode_request(frame) {
+                Ok(Ok(request)) => {
+                    let correlation_id = request.header.correlation_id;
+                    let (api_key, version) = (request.api_key, request.header.request_api_version);
+                    match api::handle(&broker, request).await {
+                        Some(body) => encode_response(correlation_id, api_key, version, &body),
+                        None => continue,
+                    }
+                }
+                Ok(Err(answer)) => Ok(answer),
+                Err(error) => Err(error),
+            };
+            let written = match response {
+                Ok(bytes) => writer.write_all(&bytes).await,
+                Err(error) => {
+                    tracing::warn!(%peer, %error, "closing connection");
+                    return;
+                }
+            };
+            if let Err(error) = written {
+                tracing::debug!(%peer, %error, "client went away");
+                return;
+            }
+        }
+    };
+    // Reading stops at shutdown; processing drains what was read, then the connection closes.
+    tokio::join!(read_loop, process_loop);
+}
+
+async fn read_frame(
+    reader: &mut (impl AsyncReadExt + Unpin),
+    max_frame: usize,
+) -> Result<Option<Bytes>, FrameError> {
+    let mut length = [0u8; FRAME_LENGTH_BYTES];
+    match reader.read_exact(&mut length).await {
+        Ok(_) => {}
+        Err(_) => return Ok(None),
+    }
+    let size = i32::from_be_bytes(length);
+    if size < 0 || size as usize > max_frame {
+        return Err(FrameError::TooLarge {
+            size: i64::from(size),
+            max: max_frame,
+        });
+    }
+    let mut frame = BytesMut::zeroed(size as usize);
+    if reader.read_exact(&mut frame).await.is_err() {
+        return Ok(None);
+    }
+    Ok(Some(frame.freeze()))
+}
