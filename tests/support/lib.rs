@@ -4,6 +4,8 @@
 //! that reopens a log, possibly in another process and after a crash, can regenerate what every
 //! stored batch must be and compare it byte for byte instead of trusting what it reads back.
 
+pub mod broker;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};

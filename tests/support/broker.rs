@@ -1,0 +1,162 @@
+//! Real broker processes for multi-process tests: each on its own free port and data directory,
+//! started from the `weir` binary, stopped with SIGTERM or SIGKILL, restarted on the same port
+//! and directory. A broker still running when its handle drops is killed.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow, bail};
+
+/// How long a broker gets to open its data directory and listen.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a SIGTERMed broker gets to finish and exit.
+const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The `weir` binary next to this test binary (`target/<profile>/weir`). `cargo test --workspace`
+/// builds it because the `weir` package has integration tests of its own.
+pub fn weir_binary() -> PathBuf {
+    let test_binary = std::env::current_exe().expect("the test binary's path");
+    let profile_dir = test_binary
+        .parent()
+        .and_then(Path::parent)
+        .expect("test binaries live in target/<profile>/deps");
+    let binary = profile_dir.join("weir");
+    assert!(
+        binary.exists(),
+        "{} is missing: run the suite with `cargo test --workspace` (it builds the weir binary)",
+        binary.display()
+    );
+    binary
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("an ephemeral port")
+}
+
+#[derive(Debug)]
+pub struct BrokerProcess {
+    child: Option<Child>,
+    pub port: u16,
+    pub data_dir: PathBuf,
+    extra_config: Vec<String>,
+    log_path: PathBuf,
+    _temp: Option<tempfile::TempDir>,
+}
+
+impl BrokerProcess {
+    /// Starts a broker in a fresh temporary data directory. `extra_config` are `key=value` pairs.
+    pub fn start(extra_config: &[&str]) -> anyhow::Result<Self> {
+        let temp = tempfile::tempdir()?;
+        let data_dir = temp.path().join("data");
+        let mut broker = BrokerProcess {
+            child: None,
+            port: free_port(),
+            log_path: temp.path().join("broker.log"),
+            data_dir,
+            extra_config: extra_config.iter().map(|item| item.to_string()).collect(),
+            _temp: Some(temp),
+        };
+        broker.spawn()?;
+        Ok(broker)
+    }
+
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn spawn(&mut self) -> anyhow::Result<()> {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log_path)?;
+        let mut command = Command::new(weir_binary());
+        command
+            .arg("serve")
+            .arg("--set")
+            .arg(format!("listeners=PLAINTEXT://127.0.0.1:{}", self.port))
+            .arg("--set")
+            .arg(format!("log.dirs={}", self.data_dir.display()));
+        for item in &self.extra_config {
+            command.arg("--set").arg(item);
+        }
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .env("RUST_LOG", "info")
+            .spawn()
+            .context("starting weir serve")?;
+        self.child = Some(child);
+        self.wait_ready()
+    }
+
+    fn wait_ready(&mut self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return Ok(());
+            }
+            if let Some(child) = self.child.as_mut()
+                && let Some(status) = child.try_wait()?
+            {
+                self.child = None;
+                bail!("broker exited during start ({status}):\n{}", self.log());
+            }
+            if Instant::now() > deadline {
+                bail!("broker did not listen within {START_TIMEOUT:?}:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The broker's log so far, for failure messages.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// SIGKILL: no flush, no checkpoint, no clean-shutdown marker.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, then wait for the exit status.
+    pub fn terminate(&mut self) -> anyhow::Result<ExitStatus> {
+        let mut child = self.child.take().ok_or_else(|| anyhow!("broker is not running"))?;
+        let status = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status()?;
+        if !status.success() {
+            bail!("kill -TERM failed");
+        }
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("broker did not exit within {STOP_TIMEOUT:?} of SIGTERM:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts again on the same port and data directory.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        if self.child.is_some() {
+            bail!("broker is still running");
+        }
+        self.spawn()
+    }
+}
+
+impl Drop for BrokerProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
