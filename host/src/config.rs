@@ -155,6 +155,15 @@ const TOPIC_DEFAULT_KEYS: &[(&str, &str)] = &[
     ("log.flush.interval.ms", crate::storage::config::FLUSH_MS),
 ];
 
+/// The broker-wide key whose value is the default of topic config `topic_key`, if any.
+pub fn broker_key_for_topic_config(topic_key: &str) -> Option<&'static str> {
+    TOPIC_DEFAULT_KEYS
+        .iter()
+        .find(|(_, topic)| *topic == topic_key)
+        .map(|(broker, _)| *broker)
+        .or((topic_key == "min.insync.replicas").then_some("min.insync.replicas"))
+}
+
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
     values: BTreeMap<String, String>,

@@ -71,7 +71,10 @@ impl BrokerProcess {
     }
 
     fn spawn(&mut self) -> anyhow::Result<()> {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log_path)?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)?;
         let mut command = Command::new(weir_binary());
         command
             .arg("serve")
@@ -106,7 +109,10 @@ impl BrokerProcess {
                 bail!("broker exited during start ({status}):\n{}", self.log());
             }
             if Instant::now() > deadline {
-                bail!("broker did not listen within {START_TIMEOUT:?}:\n{}", self.log());
+                bail!(
+                    "broker did not listen within {START_TIMEOUT:?}:\n{}",
+                    self.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -127,8 +133,14 @@ impl BrokerProcess {
 
     /// SIGTERM, then wait for the exit status.
     pub fn terminate(&mut self) -> anyhow::Result<ExitStatus> {
-        let mut child = self.child.take().ok_or_else(|| anyhow!("broker is not running"))?;
-        let status = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status()?;
+        let mut child = self
+            .child
+            .take()
+            .ok_or_else(|| anyhow!("broker is not running"))?;
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status()?;
         if !status.success() {
             bail!("kill -TERM failed");
         }
@@ -140,7 +152,10 @@ impl BrokerProcess {
             if Instant::now() > deadline {
                 let _ = child.kill();
                 let _ = child.wait();
-                bail!("broker did not exit within {STOP_TIMEOUT:?} of SIGTERM:\n{}", self.log());
+                bail!(
+                    "broker did not exit within {STOP_TIMEOUT:?} of SIGTERM:\n{}",
+                    self.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }

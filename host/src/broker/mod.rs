@@ -38,6 +38,21 @@ impl ApiError {
     }
 }
 
+/// Where a config value comes from, with Kafka's DescribeConfigs source codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigSource {
+    Topic = 1,
+    StaticBroker = 4,
+    Default = 5,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EffectiveConfig {
+    pub name: &'static str,
+    pub value: String,
+    pub source: ConfigSource,
+}
+
 #[derive(Debug)]
 pub struct Broker {
     pub config: BrokerConfig,
@@ -265,6 +280,142 @@ impl Broker {
         }
         tracing::info!(topic = %name, "deleted topic");
         Ok(topic)
+    }
+
+    /// Every topic config with its effective value and where it comes from, as DescribeConfigs
+    /// and CreateTopics report them.
+    pub fn effective_topic_configs(&self, topic: &TopicRecord) -> Vec<EffectiveConfig> {
+        topics::topic_config_keys()
+            .map(|key| {
+                if let Some(value) = topic.configs.get(key) {
+                    return EffectiveConfig {
+                        name: key,
+                        value: value.clone(),
+                        source: ConfigSource::Topic,
+                    };
+                }
+                let broker_key = crate::config::broker_key_for_topic_config(key);
+                let value = match key {
+                    MIN_INSYNC_REPLICAS => self.config.min_insync_replicas.to_string(),
+                    topics::CLEANUP_POLICY => "delete".to_string(),
+                    _ => self.config.log_defaults.get(key).unwrap_or_default(),
+                };
+                let source = match broker_key {
+                    Some(broker_key) if !self.config.is_default(broker_key) => {
+                        ConfigSource::StaticBroker
+                    }
+                    _ => ConfigSource::Default,
+                };
+                EffectiveConfig {
+                    name: key,
+                    value,
+                    source,
+                }
+            })
+            .collect()
+    }
+
+    /// AlterConfigs (replace every override) and IncrementalAlterConfigs (`change` edits them).
+    pub fn alter_topic_configs(
+        &self,
+        name: &str,
+        change: impl FnOnce(&mut BTreeMap<String, String>) -> Result<(), ApiError>,
+        validate_only: bool,
+    ) -> Result<(), ApiError> {
+        let mut store = lock(&self.store);
+        let mut topic = store.get(name).cloned().ok_or_else(|| {
+            ApiError::new(
+                ResponseError::UnknownTopicOrPartition,
+                format!("topic '{name}' does not exist"),
+            )
+        })?;
+        change(&mut topic.configs)?;
+        let log_config = topic_log_config(&self.config.log_defaults, &topic.configs)
+            .map_err(|message| ApiError::new(ResponseError::InvalidConfig, message))?;
+        if validate_only {
+            return Ok(());
+        }
+        store
+            .insert(topic.clone())
+            .map_err(|error| ApiError::new(ResponseError::KafkaStorageError, error.to_string()))?;
+        drop(store);
+        for index in 0..topic.partitions {
+            if let Some(partition) = self.partition(name, index as i32) {
+                partition.log().set_config(log_config.clone());
+            }
+        }
+        tracing::info!(topic = %name, configs = ?topic.configs, "altered topic configs");
+        Ok(())
+    }
+
+    /// CreatePartitions: grows a topic to `count` partitions (Kafka never shrinks one).
+    pub fn create_partitions(
+        &self,
+        name: &str,
+        count: i32,
+        validate_only: bool,
+    ) -> Result<(), ApiError> {
+        let mut store = lock(&self.store);
+        let mut topic = store.get(name).cloned().ok_or_else(|| {
+            ApiError::new(
+                ResponseError::UnknownTopicOrPartition,
+                format!("topic '{name}' does not exist"),
+            )
+        })?;
+        let current = topic.partitions as i32;
+        if count <= current {
+            return Err(ApiError::new(
+                ResponseError::InvalidPartitions,
+                format!(
+                    "topic '{name}' has {current} partitions; the new count must be larger, not {count}"
+                ),
+            ));
+        }
+        if count > PARTITIONS_PER_TOPIC_MAX {
+            return Err(ApiError::new(
+                ResponseError::InvalidPartitions,
+                format!("{count} partitions exceeds the limit of {PARTITIONS_PER_TOPIC_MAX}"),
+            ));
+        }
+        if validate_only {
+            return Ok(());
+        }
+        let from = topic.partitions;
+        topic.partitions = count as u32;
+        self.host_partitions(&topic, from)
+            .map_err(|error| ApiError::new(ResponseError::KafkaStorageError, error.to_string()))?;
+        store
+            .insert(topic)
+            .map_err(|error| ApiError::new(ResponseError::KafkaStorageError, error.to_string()))?;
+        tracing::info!(topic = %name, from, to = count, "added partitions");
+        Ok(())
+    }
+
+    /// DeleteRecords: moves the log start offset (-1 means the high watermark) and checkpoints it
+    /// at once, so an acknowledged deletion survives a crash.
+    pub fn delete_records(&self, topic: &str, index: i32, offset: i64) -> Result<u64, ApiError> {
+        let partition = self.partition(topic, index).ok_or_else(|| {
+            ApiError::new(
+                ResponseError::UnknownTopicOrPartition,
+                format!("{topic}-{index} does not exist"),
+            )
+        })?;
+        let offset = if offset == -1 {
+            partition.high_watermark()
+        } else {
+            offset.max(0) as u64
+        };
+        let log_start_offset = partition.delete_records_before(offset).map_err(|error| {
+            ApiError::new(
+                ResponseError::try_from_code(error.code)
+                    .unwrap_or(ResponseError::UnknownServerError),
+                error.message,
+            )
+        })?;
+        self.logs
+            .checkpoint()
+            .map_err(|error| ApiError::new(ResponseError::KafkaStorageError, error.to_string()))?;
+        Ok(log_start_offset)
     }
 
     pub fn allocate_producer_id(&self) -> Result<i64, ApiError> {

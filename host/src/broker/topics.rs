@@ -19,6 +19,15 @@ const PRODUCER_ID_BLOCK: i64 = 1000;
 
 pub const MIN_INSYNC_REPLICAS: &str = "min.insync.replicas";
 pub const CLEANUP_POLICY: &str = "cleanup.policy";
+/// The only cleanup policy Weir implements (no compaction).
+const CLEANUP_POLICY_DELETE: &str = "delete";
+
+/// Every topic-level config key, in the order DescribeConfigs lists them.
+pub fn topic_config_keys() -> impl Iterator<Item = &'static str> {
+    [CLEANUP_POLICY, MIN_INSYNC_REPLICAS]
+        .into_iter()
+        .chain(LogConfig::KEYS)
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct TopicRecord {
@@ -86,7 +95,7 @@ pub fn topic_log_config(
                 }
             }
             CLEANUP_POLICY => {
-                if value != "delete" {
+                if value != CLEANUP_POLICY_DELETE {
                     return Err(format!("{key}={value} is not supported; only 'delete' is"));
                 }
             }

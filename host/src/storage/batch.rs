@@ -286,14 +286,48 @@ pub fn validate_batch(
             header.records_count, header.last_offset_delta
         )));
     }
-    if compression == Compression::None {
-        check_uncompressed_records(
-            &batch[RECORD_BATCH_OVERHEAD..],
-            header.records_count,
-            origin,
-        )?;
+    if origin == AppendOrigin::Client && header.is_control() {
+        return Err(BatchError::InvalidRecord(
+            "clients may not write control batches".to_string(),
+        ));
+    }
+    // Kafka's LogValidator looks inside every client batch, compressed ones included, so a
+    // record count or length that lies (and would later blow up a decoder) never gets stored.
+    // Replicated batches were checked by their leader; only uncompressed ones are walked, cheaply.
+    if compression == Compression::None || origin == AppendOrigin::Client {
+        check_records(&header, batch, origin)?;
     }
     Ok(header)
+}
+
+/// Checks that the records of `batch` (decompressed first if needed) are exactly
+/// `header.records_count` well-formed records.
+pub fn check_records(
+    header: &BatchHeader,
+    batch: &[u8],
+    origin: AppendOrigin,
+) -> Result<(), BatchError> {
+    use kafka_protocol::compression::{Decompressor, Gzip, Lz4, Snappy, Zstd};
+    let payload = &batch[RECORD_BATCH_OVERHEAD..];
+    let count = header.records_count;
+    let walk = |records: &mut bytes::Bytes| -> anyhow::Result<Result<(), BatchError>> {
+        Ok(check_uncompressed_records(&records[..], count, origin))
+    };
+    let mut compressed = bytes::Bytes::copy_from_slice(payload);
+    // Decompression is not bounded beyond the batch size; Kafka's validator has the same exposure.
+    let walked = match header.compression() {
+        Some(Compression::None) => return check_uncompressed_records(payload, count, origin),
+        Some(Compression::Gzip) => Gzip::decompress(&mut compressed, walk),
+        Some(Compression::Snappy) => Snappy::decompress(&mut compressed, walk),
+        Some(Compression::Lz4) => Lz4::decompress(&mut compressed, walk),
+        Some(Compression::Zstd) => Zstd::decompress(&mut compressed, walk),
+        None => {
+            return Err(BatchError::InvalidRecord(
+                "unknown compression codec".to_string(),
+            ));
+        }
+    };
+    walked.map_err(|error| BatchError::Corrupt(format!("records do not decompress: {error:#}")))?
 }
 
 /// Walks the records of an uncompressed batch, checking every length stays inside its record
@@ -427,6 +461,11 @@ pub fn validate_record_set(
     let mut batches = Vec::with_capacity(1);
     let mut start = 0;
     while start < records.len() {
+        if origin == AppendOrigin::Client && start > 0 {
+            return Err(BatchError::InvalidRecord(
+                "a produce request must carry exactly one record batch per partition".to_string(),
+            ));
+        }
         let header = validate_batch(&records[start..], max_message_bytes, origin)?;
         let end = start + header.total_size();
         batches.push(ValidatedBatch { header, start, end });
@@ -581,15 +620,45 @@ pub(crate) mod tests {
         ));
         let mut two = batch.clone();
         two.extend_from_slice(&batch);
+        assert!(matches!(
+            validate_record_set(&two, 1 << 20, AppendOrigin::Client),
+            Err(BatchError::InvalidRecord(_))
+        ));
         assert_eq!(
-            validate_record_set(&two, 1 << 20, AppendOrigin::Client)
+            validate_record_set(&two, 1 << 20, AppendOrigin::Replication)
                 .expect("two batches")
                 .len(),
             2
         );
         two.extend_from_slice(&[0, 0, 0]);
-        assert!(validate_record_set(&two, 1 << 20, AppendOrigin::Client).is_err());
+        assert!(validate_record_set(&two, 1 << 20, AppendOrigin::Replication).is_err());
         assert!(validate_record_set(&[], 1 << 20, AppendOrigin::Client).is_err());
+    }
+
+    /// A compressed batch whose header claims more records than it holds is refused at append,
+    /// before a decoder could try to reserve room for them all.
+    #[test]
+    fn a_compressed_batch_that_lies_about_its_count_is_invalid() {
+        let mut batch = encode_batch(1, 10, 7, Compression::Gzip);
+        batch[RECORDS_COUNT_OFFSET..RECORDS_COUNT_OFFSET + 4]
+            .copy_from_slice(&i32::MAX.to_be_bytes());
+        batch[LAST_OFFSET_DELTA_OFFSET..LAST_OFFSET_DELTA_OFFSET + 4]
+            .copy_from_slice(&(i32::MAX - 1).to_be_bytes());
+        refresh_crc(&mut batch);
+        let error = validate_batch(&batch, 1 << 20, AppendOrigin::Client).expect_err("lying count");
+        assert!(matches!(error, BatchError::InvalidRecord(_)), "{error}");
+        assert!(crate::storage::records::decode_records(&batch).is_err());
+    }
+
+    #[test]
+    fn clients_may_not_write_control_batches() {
+        let mut batch = client_batch(1, 10, 7);
+        batch[ATTRIBUTES_OFFSET + 1] |= 0x20;
+        refresh_crc(&mut batch);
+        assert!(matches!(
+            validate_batch(&batch, 1 << 20, AppendOrigin::Client),
+            Err(BatchError::InvalidRecord(_))
+        ));
     }
 
     #[test]

@@ -19,7 +19,8 @@ pub struct EpochEntry {
 
 #[derive(Debug)]
 pub struct LeaderEpochCache {
-    path: PathBuf,
+    /// `None` for a cache that is never written (used while rebuilding one).
+    path: Option<PathBuf>,
     /// Sorted by epoch and by start offset, both strictly.
     entries: Vec<EpochEntry>,
 }
@@ -32,7 +33,7 @@ impl LeaderEpochCache {
         let stored = read_epochs(&path).at(&path)?;
         let existed = stored.is_some();
         let mut cache = LeaderEpochCache {
-            path,
+            path: Some(path),
             entries: Vec::new(),
         };
         for (epoch, start_offset) in stored.unwrap_or_default() {
@@ -43,6 +44,26 @@ impl LeaderEpochCache {
             });
         }
         Ok((cache, existed))
+    }
+
+    /// A cache that is never persisted.
+    pub fn in_memory() -> LeaderEpochCache {
+        LeaderEpochCache {
+            path: None,
+            entries: Vec::new(),
+        }
+    }
+
+    /// Replaces every entry with `epochs` (ascending) and writes the file once.
+    pub fn replace(&mut self, epochs: &[(i32, u64)]) -> Result<()> {
+        self.entries.clear();
+        for (epoch, start_offset) in epochs {
+            self.insert(EpochEntry {
+                epoch: *epoch,
+                start_offset: *start_offset,
+            });
+        }
+        self.persist()
     }
 
     pub fn entries(&self) -> &[EpochEntry] {
@@ -153,12 +174,15 @@ impl LeaderEpochCache {
     }
 
     pub fn persist(&self) -> Result<()> {
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
         let epochs: Vec<(i32, u64)> = self
             .entries
             .iter()
             .map(|entry| (entry.epoch, entry.start_offset))
             .collect();
-        write_epochs(&self.path, &epochs).at(&self.path)
+        write_epochs(path, &epochs).at(path)
     }
 }
 

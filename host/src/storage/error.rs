@@ -54,6 +54,8 @@ pub enum LogError {
         base_offset: u64,
         log_end_offset: u64,
     },
+    #[error("log is offline after a storage error: {0}")]
+    Offline(String),
     #[error("invalid log configuration: {0}")]
     Config(String),
     #[error("storage I/O error on {path}: {source}")]
@@ -70,7 +72,9 @@ impl LogError {
             LogError::Batch(error) => error.kafka_error_code(),
             LogError::OffsetOutOfRange { .. } => kafka_code::OFFSET_OUT_OF_RANGE,
             LogError::NonMonotonicOffset { .. } => kafka_code::CORRUPT_MESSAGE,
-            LogError::Config(_) | LogError::Io { .. } => kafka_code::KAFKA_STORAGE_ERROR,
+            LogError::Config(_) | LogError::Io { .. } | LogError::Offline(_) => {
+                kafka_code::KAFKA_STORAGE_ERROR
+            }
         }
     }
 }

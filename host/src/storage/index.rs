@@ -50,7 +50,8 @@ impl IndexEntry for OffsetPosition {
         let relative = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
         let position = u32::from_be_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
         OffsetPosition {
-            offset: base_offset + u64::from(relative),
+            // Saturating: a damaged file name or entry must not overflow (the dump tool reads any file).
+            offset: base_offset.saturating_add(u64::from(relative)),
             position,
         }
     }
@@ -81,7 +82,7 @@ impl IndexEntry for TimestampOffset {
         let relative = u32::from_be_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
         TimestampOffset {
             timestamp: i64::from_be_bytes(timestamp),
-            offset: base_offset + u64::from(relative),
+            offset: base_offset.saturating_add(u64::from(relative)),
         }
     }
 }

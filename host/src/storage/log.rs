@@ -71,6 +71,8 @@ pub struct Log {
     /// Where the last read ended; checked against the batch header before use, so a truncation
     /// or deletion since can only make it miss, never mislead.
     read_hint: Mutex<Option<ReadHint>>,
+    /// Set when an I/O error (or deletion) took the log offline; appends and flushes then fail.
+    offline: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -93,7 +95,14 @@ impl Log {
         let now_ms = clock.now_ms();
         let mut report = RecoveryReport::default();
         let bases = scan_segment_files(dir)?;
-        let (mut epoch_cache, epochs_existed) = LeaderEpochCache::load(dir)?;
+        let (epoch_cache, epochs_existed) = LeaderEpochCache::load(dir)?;
+        // Without a checkpoint, recovery must not write partial ones: a crash mid-open would leave
+        // a file the next start trusts. The cache is rebuilt in full and written once, below.
+        let mut recovery_epochs = if epochs_existed {
+            epoch_cache
+        } else {
+            LeaderEpochCache::in_memory()
+        };
 
         // Every segment from the one holding the recovery point may hold unflushed bytes.
         let first_unflushed = bases
@@ -138,7 +147,7 @@ impl Log {
                         handles.clone(),
                         now_ms,
                         config.index_interval_bytes,
-                        &mut epoch_cache,
+                        &mut recovery_epochs,
                     )?;
                     report.segments_recovered += 1;
                     if truncated > 0 {
@@ -151,6 +160,11 @@ impl Log {
             };
             report.segments_loaded += 1;
             segments.insert(base, segment);
+        }
+        if report.segments_deleted > 0 {
+            // Deleted segments must stay deleted: one that came back after a crash would shadow
+            // data appended to the cut segment in its offset range.
+            sync_dir(dir).at(dir)?;
         }
         if segments.is_empty() {
             let base = options.log_start_offset;
@@ -177,12 +191,17 @@ impl Log {
             segments,
             log_start_offset: 0,
             recovery_point: 0,
-            epoch_cache,
+            epoch_cache: if epochs_existed {
+                recovery_epochs
+            } else {
+                LeaderEpochCache::load(dir)?.0
+            },
             unflushed_messages: 0,
             last_flush_ms: now_ms,
             clock,
             handles,
             read_hint: Mutex::new(None),
+            offline: None,
         };
         let log_end_offset = log.log_end_offset();
         log.log_start_offset = options
@@ -202,8 +221,7 @@ impl Log {
 
     /// Re-reads leader epochs from every batch header, when `leader-epoch-checkpoint` was lost.
     fn rebuild_epoch_cache(&mut self) -> Result<()> {
-        self.epoch_cache.clear()?;
-        let mut epochs = Vec::new();
+        let mut epochs: Vec<(i32, u64)> = Vec::new();
         for segment in self.segments.values() {
             segment.for_each_header(|header| {
                 if header.partition_leader_epoch >= 0
@@ -216,10 +234,7 @@ impl Log {
                 Ok(())
             })?;
         }
-        for (epoch, start_offset) in epochs {
-            self.epoch_cache.assign(epoch, start_offset)?;
-        }
-        Ok(())
+        self.epoch_cache.replace(&epochs)
     }
 
     pub fn dir(&self) -> &Path {
@@ -324,6 +339,7 @@ impl Log {
             }
             .into());
         }
+        self.check_online()?;
         let first_offset = self.log_end_offset();
         let mut next_offset = first_offset;
         let mut to_append: Vec<BatchToAppend<'_>> = Vec::with_capacity(batches.len());
@@ -333,16 +349,18 @@ impl Log {
             to_append.push(BatchToAppend {
                 patched_prefix: Some(patched_prefix(bytes, next_offset, leader_epoch)),
                 bytes,
+                first_offset: next_offset,
                 last_offset,
                 max_timestamp: batch.header.max_timestamp,
             });
             next_offset = last_offset + 1;
         }
-        self.append_batches(&to_append, first_offset)?;
+        self.append_batches(&to_append)?;
         if leader_epoch >= 0 {
-            self.epoch_cache.assign(leader_epoch, first_offset)?;
+            let assigned = self.epoch_cache.assign(leader_epoch, first_offset);
+            self.offline_on_error(assigned)?;
         }
-        Ok(self.after_append(&to_append, first_offset))
+        Ok(self.after_append(&to_append))
     }
 
     /// Appends batches copied from the leader, offsets and epochs already assigned. They must start
@@ -353,7 +371,6 @@ impl Log {
             REPLICATED_BATCH_BYTES_MAX,
             AppendOrigin::Replication,
         )?;
-        let first_offset = batches[0].header.base_offset;
         let mut expected_at_least = self.log_end_offset();
         for batch in &batches {
             if batch.header.base_offset < expected_at_least as i64 {
@@ -364,29 +381,45 @@ impl Log {
             }
             expected_at_least = batch.header.next_offset() as u64;
         }
+        self.check_online()?;
         let to_append: Vec<BatchToAppend<'_>> = batches
             .iter()
             .map(|batch| BatchToAppend {
                 patched_prefix: None,
                 bytes: &records[batch.start..batch.end],
+                first_offset: batch.header.base_offset as u64,
                 last_offset: batch.header.last_offset() as u64,
                 max_timestamp: batch.header.max_timestamp,
             })
             .collect();
-        self.append_batches(&to_append, first_offset as u64)?;
-        for batch in &batches {
-            if batch.header.partition_leader_epoch >= 0 {
-                self.epoch_cache.assign(
-                    batch.header.partition_leader_epoch,
-                    batch.header.base_offset as u64,
-                )?;
+        // Offsets inside a segment are contiguous (recovery relies on it), so a set that skips
+        // offsets between batches is appended run by run, each gap starting a new segment.
+        let mut run_start = 0;
+        for end in 1..=to_append.len() {
+            let gap = end < to_append.len()
+                && to_append[end].first_offset != to_append[end - 1].last_offset + 1;
+            if end == to_append.len() || gap {
+                self.append_batches(&to_append[run_start..end])?;
+                run_start = end;
             }
         }
-        Ok(self.after_append(&to_append, first_offset as u64))
+        for batch in &batches {
+            if batch.header.partition_leader_epoch >= 0 {
+                let assigned = self.epoch_cache.assign(
+                    batch.header.partition_leader_epoch,
+                    batch.header.base_offset as u64,
+                );
+                self.offline_on_error(assigned)?;
+            }
+        }
+        Ok(self.after_append(&to_append))
     }
 
-    fn append_batches(&mut self, batches: &[BatchToAppend<'_>], first_offset: u64) -> Result<()> {
+    fn append_batches(&mut self, batches: &[BatchToAppend<'_>]) -> Result<()> {
         let size: u64 = batches.iter().map(|batch| batch.bytes.len() as u64).sum();
+        let first_offset = batches
+            .first()
+            .map_or(self.log_end_offset(), |batch| batch.first_offset);
         let last_offset = batches
             .last()
             .map_or(first_offset, |batch| batch.last_offset);
@@ -395,12 +428,15 @@ impl Log {
             .map(|batch| batch.max_timestamp)
             .max()
             .unwrap_or(-1);
-        self.maybe_roll(size, first_offset, last_offset, max_timestamp)?;
+        let rolled = self.maybe_roll(size, first_offset, last_offset, max_timestamp);
+        self.offline_on_error(rolled)?;
         let interval = self.config.index_interval_bytes;
-        self.active_segment_mut().append(batches, interval)
+        let appended = self.active_segment_mut().append(batches, interval);
+        self.offline_on_error(appended)
     }
 
-    fn after_append(&mut self, batches: &[BatchToAppend<'_>], first_offset: u64) -> AppendInfo {
+    fn after_append(&mut self, batches: &[BatchToAppend<'_>]) -> AppendInfo {
+        let first_offset = batches.first().map_or(0, |batch| batch.first_offset);
         let last_offset = batches
             .last()
             .map_or(first_offset, |batch| batch.last_offset);
@@ -411,13 +447,16 @@ impl Log {
                 offset_of_max_timestamp = batch.last_offset;
             }
         }
-        let records_count = last_offset + 1 - first_offset;
+        let records_count = batches
+            .iter()
+            .map(|batch| batch.last_offset + 1 - batch.first_offset)
+            .sum();
         self.unflushed_messages += records_count;
         if self.unflushed_messages >= self.config.flush_messages
             && let Err(error) = self.flush()
         {
-            // The append itself succeeded and is readable; a failed fsync only delays durability
-            // and is retried by the next flush.
+            // The log is offline now (see `flush`); this append is in the page cache but its
+            // durability is unknown, and every later append is refused.
             tracing::error!(dir = %self.dir.display(), %error, "flush after append failed");
         }
         AppendInfo {
@@ -428,6 +467,37 @@ impl Log {
             offset_of_max_timestamp,
             records_count,
         }
+    }
+
+    /// Forgets the remembered read position: truncation and deletion move or remove bytes.
+    fn forget_read_position(&mut self) {
+        *self
+            .read_hint
+            .get_mut()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = None;
+    }
+
+    /// Refuses work once an I/O error has taken the log offline.
+    fn check_online(&self) -> Result<()> {
+        match &self.offline {
+            Some(reason) => Err(LogError::Offline(reason.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Kafka's rule: an I/O error takes the log offline. After a failed fsync the kernel may have
+    /// dropped the dirty pages, so retrying could report durable what never reached the disk.
+    fn offline_on_error<T>(&mut self, result: Result<T>) -> Result<T> {
+        if let Err(error @ LogError::Io { .. }) = &result {
+            tracing::error!(dir = %self.dir.display(), %error, "I/O error: taking the log offline");
+            self.offline = Some(error.to_string());
+        }
+        result
+    }
+
+    /// Takes the log offline for good (its directory is being deleted).
+    pub fn mark_offline(&mut self, reason: &str) {
+        self.offline = Some(reason.to_string());
     }
 
     /// Rolls when the batches would not fit the active segment or it is older than `segment.ms`.
@@ -477,11 +547,14 @@ impl Log {
             .segments
             .pop_last()
             .expect("a log always has an active segment");
-        old.delete()?;
+        let deleted = old.delete();
         debug_assert!(old_base < base_offset || self.segments.is_empty());
+        // Whatever failed above, the log keeps an active segment: it is never left without one.
         let now_ms = self.clock.now_ms();
-        let segment = LogSegment::create(&self.dir, base_offset, self.handles.clone(), now_ms)?;
+        let created = LogSegment::create(&self.dir, base_offset, self.handles.clone(), now_ms);
+        let segment = self.offline_on_error(created)?;
         self.segments.insert(base_offset, segment);
+        self.offline_on_error(deleted)?;
         sync_dir(&self.dir).at(&self.dir)
     }
 
@@ -593,9 +666,9 @@ impl Log {
             };
             let batch = segment.read(found, 1, segment.size())?;
             if let Some((offset, record_timestamp)) =
-                first_record_at_or_after(&found.header, &batch, timestamp)
+                first_record_at_or_after(&found.header, &batch, timestamp, self.log_start_offset)
             {
-                return Ok(Some((offset.max(self.log_start_offset), record_timestamp)));
+                return Ok(Some((offset, record_timestamp)));
             }
         }
         Ok(None)
@@ -608,7 +681,11 @@ impl Log {
             .segments
             .values()
             .filter(|segment| !segment.is_empty() && segment.max_timestamp() >= 0)
-            .max_by_key(|segment| segment.max_timestamp())
+            // The first segment reaching the maximum, as Kafka answers.
+            .fold(None::<&LogSegment>, |best, segment| match best {
+                Some(best) if best.max_timestamp() >= segment.max_timestamp() => Some(best),
+                _ => Some(segment),
+            })
         else {
             return Ok(None);
         };
@@ -635,6 +712,7 @@ impl Log {
         if offset >= self.log_end_offset() {
             return Ok(self.log_end_offset());
         }
+        self.forget_read_position();
         if offset <= self.first_segment().base_offset() || offset < self.log_start_offset {
             self.truncate_fully_and_start_at(offset)?;
             return Ok(offset);
@@ -669,12 +747,17 @@ impl Log {
     /// Deletes everything and starts an empty log at `offset` (a follower far behind its leader's
     /// log start, or truncated below its own first segment).
     pub fn truncate_fully_and_start_at(&mut self, offset: u64) -> Result<()> {
+        self.forget_read_position();
+        let mut deleted = Ok(());
         while let Some((_, segment)) = self.segments.pop_first() {
-            segment.delete()?;
+            deleted = deleted.and(segment.delete());
         }
+        // Whatever failed above, the log keeps an active segment: it is never left without one.
         let now_ms = self.clock.now_ms();
-        let segment = LogSegment::create(&self.dir, offset, self.handles.clone(), now_ms)?;
+        let created = LogSegment::create(&self.dir, offset, self.handles.clone(), now_ms);
+        let segment = self.offline_on_error(created)?;
         self.segments.insert(offset, segment);
+        self.offline_on_error(deleted)?;
         self.log_start_offset = offset;
         self.recovery_point = offset;
         self.epoch_cache.clear()?;
@@ -762,6 +845,7 @@ impl Log {
             }
         }
         if deleted > 0 {
+            self.forget_read_position();
             self.epoch_cache
                 .truncate_from_start(self.log_start_offset)?;
             sync_dir(&self.dir).at(&self.dir)?;
@@ -771,7 +855,9 @@ impl Log {
 
     /// fsyncs everything appended so far and moves the recovery point to the log end offset.
     pub fn flush(&mut self) -> Result<()> {
-        self.active_segment_mut().flush()?;
+        self.check_online()?;
+        let flushed = self.active_segment_mut().flush();
+        self.offline_on_error(flushed)?;
         self.recovery_point = self.log_end_offset();
         self.unflushed_messages = 0;
         self.last_flush_ms = self.clock.now_ms();
@@ -877,8 +963,8 @@ fn delete_segment_files(
 mod tests {
     use super::*;
     use crate::clock::ManualClock;
-    use crate::storage::batch::BatchHeader;
     use crate::storage::batch::tests::client_batch;
+    use crate::storage::batch::{BatchHeader, PATCHED_PREFIX_LEN, patched_prefix};
 
     const NOW_MS: i64 = 1_700_000_000_000;
 
@@ -959,12 +1045,13 @@ mod tests {
         let mut corrupt = client_batch(2, 10, NOW_MS);
         let last = corrupt.len() - 1;
         corrupt[last] ^= 0xff;
-        let mut set = client_batch(1, 10, NOW_MS);
-        set.extend_from_slice(&corrupt);
-        let error = log
-            .append(&set, 0)
-            .expect_err("one bad batch fails the set");
+        let error = log.append(&corrupt, 0).expect_err("a bad CRC");
         assert_eq!(error.kafka_error_code(), 2);
+        // Kafka takes exactly one batch per partition from a producer.
+        let mut set = client_batch(1, 10, NOW_MS);
+        set.extend_from_slice(&client_batch(1, 10, NOW_MS));
+        let error = log.append(&set, 0).expect_err("two batches");
+        assert_eq!(error.kafka_error_code(), 87);
         let too_large = client_batch(1, 2 << 20, NOW_MS);
         assert_eq!(
             log.append(&too_large, 0)
@@ -1299,5 +1386,48 @@ mod tests {
         let (log, report) = fixture.open(LogConfig::default(), LogOpenOptions::default());
         assert_eq!(report.bytes_truncated, batch.len() as u64);
         assert_eq!(log.log_end_offset(), 4);
+    }
+
+    /// A follower's record set may skip offsets between batches; each gap starts a new segment,
+    /// so the log survives a reopen whole (recovery requires contiguous offsets per segment).
+    #[test]
+    fn a_gap_inside_a_replicated_set_starts_a_new_segment() {
+        let fixture = Fixture::new();
+        let leader_dir = tempfile::tempdir().expect("tempdir");
+        let (mut leader, _) = Log::open(
+            leader_dir.path(),
+            LogConfig::default(),
+            LogOpenOptions::default(),
+            fixture.clock.clone(),
+            fixture.handles.clone(),
+        )
+        .expect("open leader");
+        leader
+            .append(&client_batch(3, 10, NOW_MS), 1)
+            .expect("append");
+        let first = leader.read(0, 1 << 20).expect("read");
+        let mut second = client_batch(2, 10, NOW_MS);
+        let prefix = patched_prefix(&second, 10, 1);
+        second[..PATCHED_PREFIX_LEN].copy_from_slice(&prefix);
+        let mut set = first.to_vec();
+        set.extend_from_slice(&second);
+        let (mut follower, _) = fixture.open(LogConfig::default(), LogOpenOptions::default());
+        follower
+            .append_as_follower(&set)
+            .expect("replicate across a gap");
+        assert_eq!(follower.log_end_offset(), 12);
+        assert_eq!(follower.segment_base_offsets(), vec![0, 10]);
+        follower.flush().expect("flush");
+        drop(follower);
+        let (follower, report) = fixture.open(
+            LogConfig::default(),
+            LogOpenOptions {
+                clean_shutdown: false,
+                ..LogOpenOptions::default()
+            },
+        );
+        assert_eq!(report.bytes_truncated, 0);
+        assert_eq!(report.segments_deleted, 0);
+        assert_eq!(follower.log_end_offset(), 12);
     }
 }

@@ -152,7 +152,8 @@ impl LogManager {
             return Ok(log.clone());
         }
         if tp.topic.is_empty()
-            || tp.topic.contains(['/', '\0'])
+            // The name becomes a directory and a whitespace-separated checkpoint field.
+            || tp.topic.contains(|c: char| c == '/' || c == '\0' || c.is_whitespace())
             || tp.topic == "."
             || tp.topic == ".."
         {
@@ -175,25 +176,25 @@ impl LogManager {
         Ok(log)
     }
 
-    /// Deletes a partition's log and its directory.
+    /// Deletes a partition's log and its directory. The directory is first renamed aside (as
+    /// Kafka does) and the log taken offline, so a holder still using it can neither write into
+    /// it nor into a re-created partition of the same name.
     pub fn delete(&self, tp: &TopicPartition) -> Result<bool> {
         let Some(log) = self.logs().remove(tp) else {
             return Ok(false);
         };
-        let log = match Arc::try_unwrap(log) {
-            Ok(mutex) => mutex
-                .into_inner()
-                .unwrap_or_else(|poisoned| poisoned.into_inner()),
-            Err(shared) => {
-                // Someone still holds it (a fetch in flight): delete the files under the lock.
-                let dir = lock(&shared).dir().to_path_buf();
-                std::fs::remove_dir_all(&dir).at(&dir)?;
-                self.checkpoint()?;
-                return Ok(true);
-            }
-        };
-        log.delete()?;
+        let mut log = lock(&log);
+        log.mark_offline("the partition was deleted");
+        let dir = log.dir().to_path_buf();
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_nanos());
+        let doomed = self.dir.join(format!("{}.{nanos}-delete", tp.dir_name()));
+        std::fs::rename(&dir, &doomed).at(&dir)?;
+        sync_dir(&self.dir).at(&self.dir)?;
+        drop(log);
         self.checkpoint()?;
+        std::fs::remove_dir_all(&doomed).at(&doomed)?;
         Ok(true)
     }
 

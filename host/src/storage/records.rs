@@ -5,10 +5,24 @@ use bytes::Bytes;
 pub use kafka_protocol::records::Record;
 use kafka_protocol::records::RecordBatchDecoder;
 
-use super::batch::{BASE_SEQUENCE_OFFSET, BatchHeader, CRC_OFFSET, Compression, compute_crc};
+use super::batch::{
+    AppendOrigin, BASE_SEQUENCE_OFFSET, BatchHeader, CRC_OFFSET, Compression, check_records,
+    compute_crc,
+};
 
 /// Decodes (and decompresses) every record of one batch.
 pub fn decode_records(batch: &[u8]) -> Result<Vec<Record>, String> {
+    // The decoder reserves room for the claimed record count before reading any: walk the
+    // records first so a lying count (from a damaged or hostile file) cannot exhaust memory.
+    let header = BatchHeader::parse(batch).ok_or("shorter than a batch header")?;
+    if header.total_size() != batch.len() {
+        return Err(format!(
+            "batch claims {} bytes, has {}",
+            header.total_size(),
+            batch.len()
+        ));
+    }
+    check_records(&header, batch, AppendOrigin::Replication).map_err(|error| error.to_string())?;
     let mut buffer = Bytes::copy_from_slice(batch);
     let set = RecordBatchDecoder::decode(&mut buffer).map_err(|error| format!("{error:#}"))?;
     Ok(set.records)
@@ -20,20 +34,25 @@ pub fn first_record_at_or_after(
     header: &BatchHeader,
     batch: &[u8],
     target: i64,
+    min_offset: u64,
 ) -> Option<(u64, i64)> {
+    let whole_batch = || {
+        let offset = (header.base_offset as u64).max(min_offset);
+        (header.max_timestamp >= target).then_some((offset, header.max_timestamp))
+    };
     if header.is_log_append_time() {
-        return (header.max_timestamp >= target)
-            .then_some((header.base_offset as u64, header.max_timestamp));
+        return whole_batch();
     }
     match decode_records(batch) {
+        // Records below the log start offset (DeleteRecords inside a batch) are not searched.
         Ok(records) => records
             .iter()
+            .filter(|record| record.offset as u64 >= min_offset)
             .find(|record| record.timestamp >= target)
             .map(|record| (record.offset as u64, record.timestamp)),
         // The batch passed its CRC when stored; if its records still do not decode, answer at
         // batch granularity rather than not at all.
-        Err(_) => (header.max_timestamp >= target)
-            .then_some((header.base_offset as u64, header.max_timestamp)),
+        Err(_) => whole_batch(),
     }
 }
 

@@ -32,6 +32,7 @@ pub fn segment_path(dir: &Path, base_offset: u64, suffix: &str) -> PathBuf {
 pub struct BatchToAppend<'a> {
     pub patched_prefix: Option<[u8; super::batch::PATCHED_PREFIX_LEN]>,
     pub bytes: &'a [u8],
+    pub first_offset: u64,
     pub last_offset: u64,
     pub max_timestamp: i64,
 }
@@ -297,7 +298,7 @@ impl LogSegment {
                 header.max_timestamp,
                 size,
                 index_interval_bytes,
-            )?;
+            );
             position += size;
         }
         let truncated = file_size - position;
@@ -393,7 +394,7 @@ impl LogSegment {
                 batch.max_timestamp,
                 size,
                 index_interval_bytes,
-            )?;
+            );
             position += size;
         }
         Ok(())
@@ -409,7 +410,7 @@ impl LogSegment {
         max_timestamp: i64,
         size: u64,
         interval: u64,
-    ) -> Result<()> {
+    ) {
         if self.rolling_timestamp.is_none() && self.size == 0 && max_timestamp >= 0 {
             self.rolling_timestamp = Some(max_timestamp);
         }
@@ -417,21 +418,27 @@ impl LogSegment {
             self.max_timestamp = max_timestamp;
             self.offset_of_max_timestamp = last_offset;
         }
-        if self.bytes_since_last_index_entry > interval {
-            let offset_index_path = self.offset_index.path().to_path_buf();
-            self.offset_index
-                .append(OffsetPosition {
-                    offset: last_offset,
-                    position: position as u32,
-                })
-                .at(&offset_index_path)?;
-            self.append_time_index_entry()?;
-            self.bytes_since_last_index_entry = 0;
-        }
-        self.bytes_since_last_index_entry += size;
+        // The batch is in the file: size and next offset move first, so an index I/O error below
+        // can never leave the segment's bookkeeping behind its bytes.
+        let bytes_since_last_index_entry = self.bytes_since_last_index_entry;
         self.size = position + size;
         self.next_offset = last_offset + 1;
-        Ok(())
+        self.bytes_since_last_index_entry += size;
+        if bytes_since_last_index_entry > interval {
+            self.bytes_since_last_index_entry = size;
+            // Entries stay buffered when the write fails and are retried on the next one; the
+            // index is rebuilt from the log on recovery anyway, so a failure only costs speed.
+            let entry = OffsetPosition {
+                offset: last_offset,
+                position: position as u32,
+            };
+            if let Err(error) = self.offset_index.append(entry) {
+                tracing::warn!(path = %self.offset_index.path().display(), %error, "offset index write failed");
+            }
+            if let Err(error) = self.append_time_index_entry() {
+                tracing::warn!(path = %self.time_index.path().display(), %error, "time index write failed");
+            }
+        }
     }
 
     fn append_time_index_entry(&mut self) -> Result<()> {
@@ -576,7 +583,7 @@ impl LogSegment {
             .offset_index
             .last()
             .map_or(0, |entry| u64::from(entry.position));
-        self.bytes_since_last_index_entry = self.size - position;
+        self.bytes_since_last_index_entry = self.size.saturating_sub(position);
         while position < self.size {
             let Some(header) = self.header_at(position)? else {
                 break;

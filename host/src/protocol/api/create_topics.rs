@@ -11,10 +11,6 @@ use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use super::str_bytes;
 use crate::broker::Broker;
 
-/// Kafka's config source for a topic-level override and for a broker default.
-const TOPIC_CONFIG: i8 = 1;
-const DEFAULT_CONFIG: i8 = 5;
-
 pub fn handle(broker: &Broker, version: i16, request: CreateTopicsRequest) -> CreateTopicsResponse {
     let topics = request
         .topics
@@ -48,7 +44,7 @@ pub fn handle(broker: &Broker, version: i16, request: CreateTopicsRequest) -> Cr
                         .with_num_partitions(created.partitions as i32)
                         .with_replication_factor(created.replication_factor);
                     if version >= 5 {
-                        result.with_configs(Some(effective_configs(broker, &created.configs)))
+                        result.with_configs(Some(effective_configs(broker, &created)))
                     } else {
                         result
                     }
@@ -67,22 +63,16 @@ pub fn handle(broker: &Broker, version: i16, request: CreateTopicsRequest) -> Cr
 /// Every topic config with its effective value, as CreateTopics v5+ reports it.
 fn effective_configs(
     broker: &Broker,
-    overrides: &BTreeMap<String, String>,
+    topic: &crate::broker::topics::TopicRecord,
 ) -> Vec<CreatableTopicConfigs> {
-    crate::storage::LogConfig::KEYS
-        .iter()
-        .map(|key| {
-            let (value, source) = match overrides.get(*key) {
-                Some(value) => (value.clone(), TOPIC_CONFIG),
-                None => (
-                    broker.config.log_defaults.get(key).unwrap_or_default(),
-                    DEFAULT_CONFIG,
-                ),
-            };
+    broker
+        .effective_topic_configs(topic)
+        .into_iter()
+        .map(|config| {
             CreatableTopicConfigs::default()
-                .with_name(str_bytes(key))
-                .with_value(Some(str_bytes(&value)))
-                .with_config_source(source)
+                .with_name(str_bytes(config.name))
+                .with_value(Some(str_bytes(&config.value)))
+                .with_config_source(config.source as i8)
         })
         .collect()
 }
