@@ -105,6 +105,16 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "topic default for flush.ms",
     ),
     (
+        "log.message.timestamp.before.max.ms",
+        "9223372036854775807",
+        "topic default for message.timestamp.before.max.ms",
+    ),
+    (
+        "log.message.timestamp.after.max.ms",
+        "3600000",
+        "topic default for message.timestamp.after.max.ms",
+    ),
+    (
         "log.retention.check.interval.ms",
         "300000",
         "how often retention runs",
@@ -153,6 +163,14 @@ const TOPIC_DEFAULT_KEYS: &[(&str, &str)] = &[
         crate::storage::config::FLUSH_MESSAGES,
     ),
     ("log.flush.interval.ms", crate::storage::config::FLUSH_MS),
+    (
+        "log.message.timestamp.before.max.ms",
+        crate::storage::config::MESSAGE_TIMESTAMP_BEFORE_MAX_MS,
+    ),
+    (
+        "log.message.timestamp.after.max.ms",
+        crate::storage::config::MESSAGE_TIMESTAMP_AFTER_MAX_MS,
+    ),
 ];
 
 /// The broker-wide key whose value is the default of topic config `topic_key`, if any.

@@ -12,6 +12,8 @@ pub const INDEX_INTERVAL_BYTES: &str = "index.interval.bytes";
 pub const MAX_MESSAGE_BYTES: &str = "max.message.bytes";
 pub const FLUSH_MESSAGES: &str = "flush.messages";
 pub const FLUSH_MS: &str = "flush.ms";
+pub const MESSAGE_TIMESTAMP_BEFORE_MAX_MS: &str = "message.timestamp.before.max.ms";
+pub const MESSAGE_TIMESTAMP_AFTER_MAX_MS: &str = "message.timestamp.after.max.ms";
 
 const DAY_MS: i64 = 24 * 60 * 60 * 1000;
 
@@ -36,6 +38,11 @@ pub struct LogConfig {
     pub flush_messages: u64,
     /// fsync when the last flush is this old; `i64::MAX` leaves flushing to the OS (Kafka's default).
     pub flush_ms: i64,
+    /// Refuse create-time timestamps further in the past than this (Kafka 4 default: no limit).
+    pub message_timestamp_before_max_ms: i64,
+    /// Refuse create-time timestamps further in the future than this (Kafka 4 default: 1 hour,
+    /// KIP-1030), so one bad clock cannot hold back time-based retention for a whole partition.
+    pub message_timestamp_after_max_ms: i64,
 }
 
 impl Default for LogConfig {
@@ -49,13 +56,15 @@ impl Default for LogConfig {
             max_message_bytes: 1_048_588,
             flush_messages: i64::MAX as u64,
             flush_ms: i64::MAX,
+            message_timestamp_before_max_ms: i64::MAX,
+            message_timestamp_after_max_ms: 60 * 60 * 1000,
         }
     }
 }
 
 impl LogConfig {
     /// All the keys this config understands, for listing and validation.
-    pub const KEYS: [&'static str; 8] = [
+    pub const KEYS: [&'static str; 10] = [
         SEGMENT_BYTES,
         SEGMENT_MS,
         RETENTION_MS,
@@ -64,6 +73,8 @@ impl LogConfig {
         MAX_MESSAGE_BYTES,
         FLUSH_MESSAGES,
         FLUSH_MS,
+        MESSAGE_TIMESTAMP_BEFORE_MAX_MS,
+        MESSAGE_TIMESTAMP_AFTER_MAX_MS,
     ];
 
     /// Sets one property from its string form, refusing unknown keys and out-of-range values.
@@ -89,6 +100,8 @@ impl LogConfig {
             MAX_MESSAGE_BYTES => self.max_message_bytes = parse_i64(0)? as usize,
             FLUSH_MESSAGES => self.flush_messages = parse_i64(1)? as u64,
             FLUSH_MS => self.flush_ms = parse_i64(0)?,
+            MESSAGE_TIMESTAMP_BEFORE_MAX_MS => self.message_timestamp_before_max_ms = parse_i64(0)?,
+            MESSAGE_TIMESTAMP_AFTER_MAX_MS => self.message_timestamp_after_max_ms = parse_i64(0)?,
             _ => return Err(LogError::Config(format!("unknown log config '{key}'"))),
         }
         Ok(())
@@ -105,6 +118,8 @@ impl LogConfig {
             MAX_MESSAGE_BYTES => self.max_message_bytes.to_string(),
             FLUSH_MESSAGES => self.flush_messages.to_string(),
             FLUSH_MS => self.flush_ms.to_string(),
+            MESSAGE_TIMESTAMP_BEFORE_MAX_MS => self.message_timestamp_before_max_ms.to_string(),
+            MESSAGE_TIMESTAMP_AFTER_MAX_MS => self.message_timestamp_after_max_ms.to_string(),
             _ => return None,
         };
         Some(value)

@@ -8,6 +8,7 @@ pub mod kafka_code {
     pub const OFFSET_OUT_OF_RANGE: i16 = 1;
     pub const CORRUPT_MESSAGE: i16 = 2;
     pub const MESSAGE_TOO_LARGE: i16 = 10;
+    pub const INVALID_TIMESTAMP: i16 = 32;
     pub const KAFKA_STORAGE_ERROR: i16 = 56;
     pub const INVALID_RECORD: i16 = 87;
 }
@@ -21,6 +22,9 @@ pub enum BatchError {
     /// The batch is well-formed but its contents break a rule (count vs offsets, old magic, ...).
     #[error("invalid record batch: {0}")]
     InvalidRecord(String),
+    /// A create-time timestamp outside `message.timestamp.{before,after}.max.ms` of now.
+    #[error("invalid timestamp: {0}")]
+    InvalidTimestamp(String),
     /// The batch is larger than `max.message.bytes`.
     #[error("record batch of {size} bytes exceeds max.message.bytes ({max})")]
     TooLarge { size: usize, max: usize },
@@ -32,6 +36,7 @@ impl BatchError {
             BatchError::Corrupt(_) => kafka_code::CORRUPT_MESSAGE,
             BatchError::InvalidRecord(_) => kafka_code::INVALID_RECORD,
             BatchError::TooLarge { .. } => kafka_code::MESSAGE_TOO_LARGE,
+            BatchError::InvalidTimestamp(_) => kafka_code::INVALID_TIMESTAMP,
         }
     }
 }

@@ -340,6 +340,7 @@ impl Log {
             .into());
         }
         self.check_online()?;
+        self.check_timestamps(&batches)?;
         let first_offset = self.log_end_offset();
         let mut next_offset = first_offset;
         let mut to_append: Vec<BatchToAppend<'_>> = Vec::with_capacity(batches.len());
@@ -467,6 +468,30 @@ impl Log {
             offset_of_max_timestamp,
             records_count,
         }
+    }
+
+    /// Kafka's `message.timestamp.{before,after}.max.ms` for create-time batches, checked on the
+    /// batch's first and largest timestamps.
+    fn check_timestamps(&self, batches: &[super::batch::ValidatedBatch]) -> Result<()> {
+        let now_ms = self.clock.now_ms();
+        for batch in batches {
+            let header = &batch.header;
+            if header.is_log_append_time() {
+                continue;
+            }
+            let too_new = header.max_timestamp.saturating_sub(now_ms)
+                > self.config.message_timestamp_after_max_ms;
+            let too_old = now_ms.saturating_sub(header.base_timestamp)
+                > self.config.message_timestamp_before_max_ms;
+            if too_new || too_old {
+                return Err(BatchError::InvalidTimestamp(format!(
+                    "timestamps {}..{} are outside [now - message.timestamp.before.max.ms, now + message.timestamp.after.max.ms] (now {now_ms})",
+                    header.base_timestamp, header.max_timestamp
+                ))
+                .into());
+            }
+        }
+        Ok(())
     }
 
     /// Forgets the remembered read position: truncation and deletion move or remove bytes.
@@ -1429,5 +1454,27 @@ mod tests {
         assert_eq!(report.bytes_truncated, 0);
         assert_eq!(report.segments_deleted, 0);
         assert_eq!(follower.log_end_offset(), 12);
+    }
+
+    #[test]
+    fn timestamps_too_far_in_the_future_are_refused() {
+        let fixture = Fixture::new();
+        let (mut log, _) = fixture.open(LogConfig::default(), LogOpenOptions::default());
+        let two_hours_ahead = NOW_MS + 2 * 60 * 60 * 1000;
+        let error = log
+            .append(&client_batch(1, 10, two_hours_ahead), 0)
+            .expect_err("future");
+        assert_eq!(error.kafka_error_code(), 32);
+        log.append(&client_batch(1, 10, NOW_MS + 60_000), 0)
+            .expect("a minute ahead is fine");
+        log.append(&client_batch(1, 10, NOW_MS - 365 * 24 * 60 * 60 * 1000), 0)
+            .expect("old is fine by default");
+        let mut config = log.config().clone();
+        config.message_timestamp_before_max_ms = 1000;
+        log.set_config(config);
+        let error = log
+            .append(&client_batch(1, 10, NOW_MS - 5_000), 0)
+            .expect_err("too old");
+        assert_eq!(error.kafka_error_code(), 32);
     }
 }
