@@ -7,9 +7,11 @@
 //! - [`storage`]: partition logs on disk (segments, indexes, recovery, retention, checkpoints).
 //! - [`config`]: broker configuration with Kafka's property names.
 //! - [`tools`]: offline tools over the data directory (`weir log dump`).
+//! - [`cli`]: the client commands (`weir topics`, `produce`, `consume`) and their Kafka client.
 //! - [`clock`]: time as an input, so age-based decisions are testable.
 
 pub mod broker;
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod protocol;

@@ -30,6 +30,12 @@ enum Command {
         #[arg(long, default_value = "text")]
         log_format: LogFormat,
     },
+    /// Create, list, describe, delete and alter topics, like kafka-topics.sh.
+    Topics(weir::cli::topics::TopicsArgs),
+    /// Send lines from standard input as records, like kafka-console-producer.sh.
+    Produce(weir::cli::produce::ProduceArgs),
+    /// Print a topic's records, one per line, like kafka-console-consumer.sh.
+    Consume(weir::cli::consume::ConsumeArgs),
     /// Inspect partition logs on disk.
     Log {
         #[command(subcommand)]
@@ -106,6 +112,9 @@ fn main() -> ExitCode {
             overrides,
             log_format,
         } => serve(config, overrides, log_format),
+        Command::Topics(args) => weir::cli::run("topics", weir::cli::topics::run(args)),
+        Command::Produce(args) => weir::cli::run("produce", weir::cli::produce::run(args)),
+        Command::Consume(args) => weir::cli::run("consume", weir::cli::consume::run(args)),
         Command::Log {
             command: LogCommand::Dump { path, records },
         } => {
