@@ -151,7 +151,7 @@ impl Harness {
                         result
                             .expect_err("larger than a segment")
                             .kafka_error_code(),
-                        10
+                        18
                     );
                     return;
                 }

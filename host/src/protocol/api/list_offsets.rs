@@ -14,7 +14,7 @@ const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
 const EARLIEST_LOCAL: i64 = -4;
 
-pub fn handle(broker: &Broker, request: ListOffsetsRequest) -> ListOffsetsResponse {
+pub fn handle(broker: &Broker, version: i16, request: ListOffsetsRequest) -> ListOffsetsResponse {
     let topics = request
         .topics
         .into_iter()
@@ -56,7 +56,8 @@ pub fn handle(broker: &Broker, request: ListOffsetsRequest) -> ListOffsetsRespon
                         Ok(Some((offset, timestamp))) if offset <= high_watermark => response
                             .with_offset(offset as i64)
                             .with_timestamp(timestamp)
-                            .with_leader_epoch(epoch),
+                            // The field exists from v4; the codec refuses it below.
+                            .with_leader_epoch(if version >= 4 { epoch } else { -1 }),
                         Ok(_) => response,
                         Err(error) => response.with_error_code(error.kafka_error_code()),
                     }

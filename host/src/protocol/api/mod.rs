@@ -10,6 +10,7 @@ pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod fetch;
+pub mod find_coordinator;
 pub mod incremental_alter_configs;
 pub mod init_producer_id;
 pub mod list_offsets;
@@ -40,6 +41,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::DeleteRecords, 0, 2),
+    (ApiKey::FindCoordinator, 0, 6),
 ];
 
 /// (min, max) version of `api_key`, or `None` when Weir does not serve it.
@@ -66,7 +68,7 @@ pub async fn handle(broker: &Broker, request: Request) -> Option<ResponseKind> {
         }
         RequestKind::Fetch(body) => ResponseKind::Fetch(fetch::handle(broker, version, body).await),
         RequestKind::ListOffsets(body) => {
-            ResponseKind::ListOffsets(list_offsets::handle(broker, body))
+            ResponseKind::ListOffsets(list_offsets::handle(broker, version, body))
         }
         RequestKind::CreateTopics(body) => {
             ResponseKind::CreateTopics(create_topics::handle(broker, version, body))
@@ -97,6 +99,9 @@ pub async fn handle(broker: &Broker, request: Request) -> Option<ResponseKind> {
         }
         RequestKind::DeleteRecords(body) => {
             ResponseKind::DeleteRecords(delete_records::handle(broker, body))
+        }
+        RequestKind::FindCoordinator(body) => {
+            ResponseKind::FindCoordinator(find_coordinator::handle(broker, version, body))
         }
         other => {
             // decode_request refuses APIs missing from SUPPORTED, so this is a routing bug.
@@ -146,6 +151,7 @@ mod tests {
             }
             ApiKey::CreatePartitions => RequestKind::CreatePartitions(Default::default()),
             ApiKey::DeleteRecords => RequestKind::DeleteRecords(Default::default()),
+            ApiKey::FindCoordinator => RequestKind::FindCoordinator(Default::default()),
             _ => return None,
         })
     }
