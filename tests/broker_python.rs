@@ -1,0 +1,149 @@
+//! Third-party clients against a real broker: `tests/clients/python_clients.py` drives
+//! confluent-kafka, kafka-python and kcat against a `weir serve` started here.
+//!
+//! The clients are not Rust dependencies, so a machine may lack them. Under CI (`CI` set) or
+//! with `WEIR_REQUIRE_CLIENTS=1` a missing client fails the test; elsewhere the test prints why
+//! it skipped and passes. Python comes from `WEIR_PYTHON`, else `.venv/bin/python` at the repo
+//! root; kcat from `PATH`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use weir_tests::broker::BrokerProcess;
+
+/// Bound on one run of the script; its own client calls time out well before.
+const SCRIPT_TIMEOUT: Duration = Duration::from_secs(120);
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn script() -> PathBuf {
+    root().join("tests/clients/python_clients.py")
+}
+
+/// Whether missing clients are a failure here rather than a reason to skip.
+fn clients_required() -> bool {
+    std::env::var_os("CI").is_some_and(|value| !value.is_empty() && value != "false")
+        || std::env::var("WEIR_REQUIRE_CLIENTS").is_ok_and(|value| value == "1")
+}
+
+/// Fails under CI; elsewhere prints why the test is skipped.
+fn missing(reason: String) -> anyhow::Result<()> {
+    if clients_required() {
+        bail!("{reason} (required because CI or WEIR_REQUIRE_CLIENTS=1 is set)");
+    }
+    eprintln!("skipping: {reason}");
+    Ok(())
+}
+
+/// The configured python, if it exists.
+fn venv_python() -> Option<PathBuf> {
+    match std::env::var_os("WEIR_PYTHON") {
+        Some(path) => Some(PathBuf::from(path)),
+        None => {
+            let path = root().join(".venv/bin/python");
+            path.exists().then_some(path)
+        }
+    }
+}
+
+/// Runs `program args` to completion within `timeout`, returning (success, stdout + stderr).
+fn run(program: &Path, args: &[&str], timeout: Duration) -> anyhow::Result<(bool, String)> {
+    let directory = tempfile::tempdir()?;
+    let output_path = directory.path().join("output");
+    let output = std::fs::File::create(&output_path)?;
+    // Output goes to a file rather than a pipe, so a chatty child can never block on a full
+    // pipe while this side only polls for its exit.
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(output.try_clone()?)
+        .stderr(output)
+        .env("PYTHONUNBUFFERED", "1")
+        // cargo points LD_LIBRARY_PATH at build outputs, among them the librdkafka.so that
+        // rdkafka-sys builds; kcat would load that one instead of the system's and test a
+        // different client than a user runs.
+        .env_remove("LD_LIBRARY_PATH")
+        .spawn()
+        .with_context(|| format!("starting {}", program.display()))?;
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let text = std::fs::read_to_string(&output_path).unwrap_or_default();
+    match status {
+        Some(status) => Ok((status.success(), text)),
+        None => bail!(
+            "{} {args:?} did not finish within {timeout:?}:\n{text}",
+            program.display()
+        ),
+    }
+}
+
+/// Starts a broker and runs the script's `sections` with `python`.
+fn run_sections(python: &Path, sections: &str) -> anyhow::Result<()> {
+    let broker = BrokerProcess::start(&[])?;
+    let script = script();
+    let script = script.to_str().context("the script path is not UTF-8")?;
+    let bootstrap = broker.bootstrap();
+    let (success, output) = run(
+        python,
+        &[script, "--bootstrap", &bootstrap, "--sections", sections],
+        SCRIPT_TIMEOUT,
+    )?;
+    // Shown on failure, and with --nocapture: which checks ran and how long each took.
+    println!("{output}");
+    if !success {
+        bail!(
+            "python_clients.py --sections {sections} failed:\n{output}\nbroker log:\n{}",
+            broker.log()
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn confluent_kafka_and_kafka_python() -> anyhow::Result<()> {
+    let Some(python) = venv_python() else {
+        return missing(format!(
+            "no python with the clients: set WEIR_PYTHON or create {}",
+            root().join(".venv").display()
+        ));
+    };
+    let (has_modules, output) = run(
+        &python,
+        &["-c", "import confluent_kafka, kafka"],
+        Duration::from_secs(30),
+    )?;
+    if !has_modules {
+        return missing(format!(
+            "{} cannot import confluent_kafka and kafka (pip install confluent-kafka \
+             kafka-python):\n{output}",
+            python.display()
+        ));
+    }
+    run_sections(&python, "confluent,kafka-python")
+}
+
+#[test]
+fn kcat() -> anyhow::Result<()> {
+    let kcat_found = std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join("kcat").is_file()));
+    if !kcat_found {
+        return missing("kcat is not on PATH (apt-get install kcat)".to_string());
+    }
+    // The kcat section needs only the standard library: any python 3 will do.
+    let python = venv_python().unwrap_or_else(|| PathBuf::from("python3"));
+    run_sections(&python, "kcat")
+}
