@@ -413,6 +413,18 @@ fn a_garbage_body_closes_only_its_connection() -> anyhow::Result<()> {
     )
 }
 
+/// The codec pre-allocates arrays by their declared length: Metadata v0 declaring 2^31 - 1
+/// topics in four bytes asks for well over 100 GiB. The broker must close the connection and live
+/// (see `weir::alloc`), not abort.
+#[test]
+fn a_huge_declared_array_does_not_abort_the_broker() -> anyhow::Result<()> {
+    check_closes_only_its_connection(
+        &[],
+        "a Metadata v0 request declaring i32::MAX topics",
+        &frame_with(METADATA, 0, false, &i32::MAX.to_be_bytes()),
+    )
+}
+
 #[test]
 fn a_frame_too_short_for_a_header_closes_only_its_connection() -> anyhow::Result<()> {
     check_closes_only_its_connection(&[], "a 3-byte frame", &[0, 0, 0, 3, 0, 18, 0])

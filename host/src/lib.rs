@@ -9,7 +9,9 @@
 //! - [`tools`]: offline tools over the data directory (`weir log dump`).
 //! - [`cli`]: the client commands (`weir topics`, `produce`, `consume`) and their Kafka client.
 //! - [`clock`]: time as an input, so age-based decisions are testable.
+//! - [`alloc`]: the process allocator (huge wire-driven reservations cannot abort the broker).
 
+pub mod alloc;
 pub mod broker;
 pub mod cli;
 pub mod clock;
@@ -18,3 +20,8 @@ pub mod protocol;
 pub mod replication;
 pub mod storage;
 pub mod tools;
+
+/// Unit tests run under the same allocator as the broker, so the decoder fuzz tests exercise it.
+#[cfg(test)]
+#[global_allocator]
+static TEST_ALLOCATOR: alloc::Allocator = alloc::Allocator;

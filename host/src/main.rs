@@ -5,6 +5,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// See `weir::alloc`: a hostile length field in a request must not abort the broker.
+#[global_allocator]
+static ALLOCATOR: weir::alloc::Allocator = weir::alloc::Allocator;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "weir",

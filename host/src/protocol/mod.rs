@@ -271,3 +271,91 @@ async fn read_frame(
     }
     Ok(Some(frame.freeze()))
 }
+
+#[cfg(test)]
+mod tests {
+    use kafka_protocol::messages::{MetadataRequest, ProduceRequest, RequestKind};
+    use kafka_protocol::protocol::Encodable;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// A well-formed request frame body (no length prefix) for mutation.
+    fn encoded(api_key: ApiKey, version: i16, body: RequestKind) -> Vec<u8> {
+        let mut buffer = BytesMut::new();
+        RequestHeader::default()
+            .with_request_api_key(api_key as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(7)
+            .encode(&mut buffer, api_key.request_header_version(version))
+            .expect("header");
+        body.encode(&mut buffer, version).expect("body");
+        buffer.to_vec()
+    }
+
+    fn seeds() -> Vec<Vec<u8>> {
+        let topic = kafka_protocol::messages::metadata_request::MetadataRequestTopic::default()
+            .with_name(Some(api::topic_name("orders")));
+        let produce = ProduceRequest::default()
+            .with_acks(1)
+            .with_timeout_ms(1000)
+            .with_topic_data(vec![
+                kafka_protocol::messages::produce_request::TopicProduceData::default()
+                    .with_name(api::topic_name("orders"))
+                    .with_partition_data(vec![
+                        kafka_protocol::messages::produce_request::PartitionProduceData::default()
+                            .with_index(0)
+                            .with_records(Some(Bytes::from_static(&[0u8; 70]))),
+                    ]),
+            ]);
+        vec![
+            encoded(
+                ApiKey::Metadata,
+                12,
+                RequestKind::Metadata(MetadataRequest::default().with_topics(Some(vec![topic]))),
+            ),
+            encoded(ApiKey::Produce, 9, RequestKind::Produce(produce.clone())),
+            encoded(ApiKey::Produce, 3, RequestKind::Produce(produce)),
+            encoded(
+                ApiKey::ApiVersions,
+                3,
+                RequestKind::ApiVersions(Default::default()),
+            ),
+        ]
+    }
+
+    #[test]
+    fn valid_seeds_decode() {
+        for seed in seeds() {
+            assert!(matches!(decode_request(Bytes::from(seed)), Ok(Ok(_))));
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// Fuzz target: arbitrary bytes as a request frame never panic the decoder.
+        #[test]
+        fn arbitrary_frames_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = decode_request(Bytes::from(bytes));
+        }
+
+        /// Fuzz target: valid requests with bytes flipped, cut or extended never panic the decoder.
+        #[test]
+        fn mutated_requests_never_panic(
+            seed in 0usize..4,
+            flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..6),
+            cut in proptest::option::of(any::<usize>()),
+        ) {
+            let mut bytes = seeds()[seed].clone();
+            for (position, value) in flips {
+                let position = position % bytes.len();
+                bytes[position] = value;
+            }
+            if let Some(cut) = cut {
+                bytes.truncate(cut % (bytes.len() + 1));
+            }
+            let _ = decode_request(Bytes::from(bytes));
+        }
+    }
+}
