@@ -118,14 +118,11 @@ fn read_once(
                             .with_log_start_offset(-1);
                     };
                     let epoch = partition.leader_epoch();
-                    if fetch.current_leader_epoch >= 0 && fetch.current_leader_epoch != epoch {
+                    if let Some(error) =
+                        super::leader_epoch_error(fetch.current_leader_epoch, epoch)
+                    {
                         has_error = true;
-                        let code = if fetch.current_leader_epoch > epoch {
-                            ResponseError::UnknownLeaderEpoch
-                        } else {
-                            ResponseError::FencedLeaderEpoch
-                        };
-                        return response.with_error_code(code.code());
+                        return response.with_error_code(error.code());
                     }
                     let high_watermark = partition.high_watermark();
                     let limit = if total_bytes == 0 {

@@ -34,13 +34,10 @@ pub fn handle(broker: &Broker, version: i16, request: ListOffsetsRequest) -> Lis
                             .with_error_code(ResponseError::UnknownTopicOrPartition.code());
                     };
                     let epoch = partition.leader_epoch();
-                    if wanted.current_leader_epoch >= 0 && wanted.current_leader_epoch != epoch {
-                        let code = if wanted.current_leader_epoch > epoch {
-                            ResponseError::UnknownLeaderEpoch
-                        } else {
-                            ResponseError::FencedLeaderEpoch
-                        };
-                        return response.with_error_code(code.code());
+                    if let Some(error) =
+                        super::leader_epoch_error(wanted.current_leader_epoch, epoch)
+                    {
+                        return response.with_error_code(error.code());
                     }
                     let high_watermark = partition.high_watermark();
                     let log = partition.log();

@@ -111,6 +111,20 @@ pub async fn handle(broker: &Broker, request: Request) -> Option<ResponseKind> {
     })
 }
 
+/// KIP-320: a request naming the leader epoch it believes in is refused when that epoch is
+/// stale (FENCED_LEADER_EPOCH) or from the future (UNKNOWN_LEADER_EPOCH); -1 opts out.
+pub(crate) fn leader_epoch_error(
+    requested: i32,
+    current: i32,
+) -> Option<kafka_protocol::ResponseError> {
+    use kafka_protocol::ResponseError;
+    match requested {
+        requested if requested < 0 || requested == current => None,
+        requested if requested > current => Some(ResponseError::UnknownLeaderEpoch),
+        _ => Some(ResponseError::FencedLeaderEpoch),
+    }
+}
+
 pub(crate) fn str_bytes(text: &str) -> StrBytes {
     StrBytes::from_string(text.to_string())
 }

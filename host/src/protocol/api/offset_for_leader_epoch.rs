@@ -32,13 +32,10 @@ pub fn handle(
                             .with_error_code(ResponseError::UnknownTopicOrPartition.code());
                     };
                     let epoch = partition.leader_epoch();
-                    if wanted.current_leader_epoch >= 0 && wanted.current_leader_epoch != epoch {
-                        let code = if wanted.current_leader_epoch > epoch {
-                            ResponseError::UnknownLeaderEpoch
-                        } else {
-                            ResponseError::FencedLeaderEpoch
-                        };
-                        return response.with_error_code(code.code());
+                    if let Some(error) =
+                        super::leader_epoch_error(wanted.current_leader_epoch, epoch)
+                    {
+                        return response.with_error_code(error.code());
                     }
                     let (end_epoch, end_offset) =
                         partition.log().end_offset_for_epoch(wanted.leader_epoch);
