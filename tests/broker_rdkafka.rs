@@ -13,7 +13,6 @@ use rdkafka::admin::{
     AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication, TopicResult,
 };
 use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
@@ -22,10 +21,13 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, Timestamp, TopicPartitionList};
 use weir::storage::{BatchHeader, Compression, TopicPartition};
 use weir_tests::broker::BrokerProcess;
+
+#[path = "support/rdkafka_clients.rs"]
+mod rdkafka_clients;
+use rdkafka_clients::{TIMEOUT, block_on, client_config, runtime};
 use weir_tests::{XorShift64, batch_positions, partition_dir, segment_file};
 
 /// Bound on any single client operation (a delivery, a metadata call, an admin request).
-const TIMEOUT: Duration = Duration::from_secs(20);
 /// The broker's default `message.max.bytes`: the largest record batch it accepts.
 const BROKER_MAX_MESSAGE_BYTES: usize = 1_048_588;
 
@@ -54,36 +56,6 @@ impl TestRecord {
 struct Consumed {
     offset: i64,
     record: TestRecord,
-}
-
-/// The admin futures need an executor; a current-thread runtime is enough because librdkafka's
-/// own threads do the I/O and only complete the futures.
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()?)
-}
-
-/// Runs `future` to completion or fails after [`TIMEOUT`].
-fn block_on<T>(
-    runtime: &tokio::runtime::Runtime,
-    what: &str,
-    future: impl Future<Output = T>,
-) -> anyhow::Result<T> {
-    // The timer must be created inside the runtime, hence the async block.
-    runtime
-        .block_on(async { tokio::time::timeout(TIMEOUT, future).await })
-        .map_err(|_| anyhow!("{what} did not finish within {TIMEOUT:?}"))
-}
-
-fn client_config(broker: &BrokerProcess) -> ClientConfig {
-    let mut config = ClientConfig::new();
-    config
-        .set("bootstrap.servers", broker.bootstrap())
-        // The broker listens on 127.0.0.1 only; skip trying ::1 for "localhost"-style names.
-        .set("broker.address.family", "v4")
-        .set("socket.timeout.ms", "10000");
-    config
 }
 
 fn producer(broker: &BrokerProcess, extra: &[(&str, &str)]) -> anyhow::Result<FutureProducer> {

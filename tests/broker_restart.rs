@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, anyhow, bail, ensure};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
@@ -17,8 +16,11 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 use weir_tests::broker::BrokerProcess;
 
+#[path = "support/rdkafka_clients.rs"]
+mod rdkafka_clients;
+use rdkafka_clients::{TIMEOUT, block_on, client_config, runtime};
+
 /// Bound on any single client operation.
-const TIMEOUT: Duration = Duration::from_secs(20);
 const CLEAN_SHUTDOWN_MARKER: &str = ".kafka_cleanshutdown";
 const TOPIC: &str = "durable";
 /// Small segments, so the restarted broker reopens (or recovers) many of them.
@@ -46,35 +48,6 @@ fn record(partition: i32, index: usize) -> Record {
         .into_bytes();
     let headers = vec![("i".to_string(), index.to_string().into_bytes())];
     (key, Some(value), headers)
-}
-
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()?)
-}
-
-fn block_on<T>(
-    runtime: &tokio::runtime::Runtime,
-    what: &str,
-    future: impl Future<Output = T>,
-) -> anyhow::Result<T> {
-    // The timer must be created inside the runtime, hence the async block.
-    runtime
-        .block_on(async { tokio::time::timeout(TIMEOUT, future).await })
-        .map_err(|_| anyhow!("{what} did not finish within {TIMEOUT:?}"))
-}
-
-fn client_config(broker: &BrokerProcess) -> ClientConfig {
-    let mut config = ClientConfig::new();
-    config
-        .set("bootstrap.servers", broker.bootstrap())
-        .set("broker.address.family", "v4")
-        .set("socket.timeout.ms", "10000")
-        // The broker comes back within a second or two: retry connecting often.
-        .set("reconnect.backoff.ms", "50")
-        .set("reconnect.backoff.max.ms", "500");
-    config
 }
 
 fn admin_options() -> AdminOptions {

@@ -1,0 +1,47 @@
+//! librdkafka client plumbing shared by the broker tests that use the `rdkafka` crate. Included
+//! with `#[path]` by each test file, because the support library itself cannot depend on a
+//! dev-dependency.
+
+use std::future::Future;
+use std::time::Duration;
+
+use anyhow::anyhow;
+use rdkafka::config::ClientConfig;
+use weir_tests::broker::BrokerProcess;
+
+/// Every client call and wait in these tests gives up after this long.
+pub const TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The admin futures need an executor; a current-thread runtime is enough because librdkafka's
+/// own threads do the I/O and only complete the futures.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()?)
+}
+
+/// Runs `future` to completion or fails after [`TIMEOUT`].
+pub fn block_on<T>(
+    runtime: &tokio::runtime::Runtime,
+    what: &str,
+    future: impl Future<Output = T>,
+) -> anyhow::Result<T> {
+    // The timer must be created inside the runtime, hence the async block.
+    runtime
+        .block_on(async { tokio::time::timeout(TIMEOUT, future).await })
+        .map_err(|_| anyhow!("{what} did not finish within {TIMEOUT:?}"))
+}
+
+/// A client config pointed at `broker`.
+pub fn client_config(broker: &BrokerProcess) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", broker.bootstrap())
+        // The broker listens on 127.0.0.1 only; skip trying ::1 for "localhost"-style names.
+        .set("broker.address.family", "v4")
+        .set("socket.timeout.ms", "10000")
+        // A restarted broker comes back within a second or two: retry connecting often.
+        .set("reconnect.backoff.ms", "50")
+        .set("reconnect.backoff.max.ms", "500");
+    config
+}
