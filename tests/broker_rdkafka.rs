@@ -9,9 +9,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail, ensure};
-use rdkafka::admin::{
-    AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication, TopicResult,
-};
+use rdkafka::admin::{AdminClient, NewTopic, TopicReplication, TopicResult};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -24,7 +22,9 @@ use weir_tests::broker::BrokerProcess;
 
 #[path = "support/rdkafka_clients.rs"]
 mod rdkafka_clients;
-use rdkafka_clients::{TIMEOUT, block_on, client_config, runtime};
+use rdkafka_clients::{
+    TIMEOUT, admin_options, block_on, client_config, describe_topic_configs, runtime,
+};
 use weir_tests::{XorShift64, batch_positions, partition_dir, segment_file};
 
 /// Bound on any single client operation (a delivery, a metadata call, an admin request).
@@ -92,12 +92,6 @@ fn admin(broker: &BrokerProcess) -> anyhow::Result<AdminClient<DefaultClientCont
     client_config(broker)
         .create()
         .context("creating the admin client")
-}
-
-fn admin_options() -> AdminOptions {
-    AdminOptions::new()
-        .request_timeout(Some(Duration::from_secs(10)))
-        .operation_timeout(Some(Duration::from_secs(10)))
 }
 
 /// Queues every record for `topic` partition 0 in order, then waits for every delivery report.
@@ -589,35 +583,6 @@ fn single_result(results: Vec<TopicResult>) -> anyhow::Result<TopicResult> {
         Ok([result]) => Ok(result),
         Err(results) => bail!("expected one topic result, got {results:?}"),
     }
-}
-
-/// Whether the broker answers DescribeConfigs: the API is being added while these tests are
-/// written, and librdkafka reports a missing API as an unsupported feature.
-fn describe_topic_configs(
-    runtime: &tokio::runtime::Runtime,
-    admin: &AdminClient<DefaultClientContext>,
-    topic: &str,
-) -> anyhow::Result<Option<BTreeMap<String, Option<String>>>> {
-    let resource = ResourceSpecifier::Topic(topic);
-    let answer = block_on(
-        runtime,
-        "DescribeConfigs",
-        admin.describe_configs([&resource], &admin_options()),
-    )?;
-    let results = match answer {
-        Err(KafkaError::AdminOp(RDKafkaErrorCode::UnsupportedFeature)) => return Ok(None),
-        other => other?,
-    };
-    let [result] = <[_; 1]>::try_from(results)
-        .map_err(|results| anyhow!("expected one config resource, got {results:?}"))?;
-    let resource = result.map_err(|code| anyhow!("DescribeConfigs({topic}) failed: {code:?}"))?;
-    Ok(Some(
-        resource
-            .entries
-            .into_iter()
-            .map(|entry| (entry.name, entry.value))
-            .collect(),
-    ))
 }
 
 /// The topic overrides the broker persisted, read from its metadata file (the fallback while

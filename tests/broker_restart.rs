@@ -3,14 +3,12 @@
 //! exit status 0 and the clean-shutdown marker) and after a SIGKILL (recovery), and an idempotent
 //! producer that lived through the restart goes on producing without duplicates or gaps.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail, ensure};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
+use rdkafka::admin::{AdminClient, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
@@ -18,7 +16,9 @@ use weir_tests::broker::BrokerProcess;
 
 #[path = "support/rdkafka_clients.rs"]
 mod rdkafka_clients;
-use rdkafka_clients::{TIMEOUT, block_on, client_config, runtime};
+use rdkafka_clients::{
+    TIMEOUT, admin_options, block_on, client_config, describe_topic_configs, runtime,
+};
 
 /// Bound on any single client operation.
 const CLEAN_SHUTDOWN_MARKER: &str = ".kafka_cleanshutdown";
@@ -48,12 +48,6 @@ fn record(partition: i32, index: usize) -> Record {
         .into_bytes();
     let headers = vec![("i".to_string(), index.to_string().into_bytes())];
     (key, Some(value), headers)
-}
-
-fn admin_options() -> AdminOptions {
-    AdminOptions::new()
-        .request_timeout(Some(Duration::from_secs(10)))
-        .operation_timeout(Some(Duration::from_secs(10)))
 }
 
 /// Sends `records` to `partition` in order and returns the acknowledged offsets.
@@ -189,34 +183,6 @@ fn check_partition(
     Ok(())
 }
 
-/// The configs DescribeConfigs reports for [`TOPIC`], or `None` when the broker does not serve
-/// the API (librdkafka then reports an unsupported feature without sending anything).
-fn described_configs(
-    runtime: &tokio::runtime::Runtime,
-    admin: &AdminClient<DefaultClientContext>,
-) -> anyhow::Result<Option<BTreeMap<String, Option<String>>>> {
-    let resource = ResourceSpecifier::Topic(TOPIC);
-    let answer = block_on(
-        runtime,
-        "DescribeConfigs",
-        admin.describe_configs([&resource], &admin_options()),
-    )?;
-    let results = match answer {
-        Err(KafkaError::AdminOp(RDKafkaErrorCode::UnsupportedFeature)) => return Ok(None),
-        other => other?,
-    };
-    let [result] = <[_; 1]>::try_from(results)
-        .map_err(|results| anyhow!("expected one config resource, got {results:?}"))?;
-    let resource = result.map_err(|code| anyhow!("DescribeConfigs failed: {code:?}"))?;
-    Ok(Some(
-        resource
-            .entries
-            .into_iter()
-            .map(|entry| (entry.name, entry.value))
-            .collect(),
-    ))
-}
-
 /// Checks the overrides set at creation are in force: through DescribeConfigs when the broker
 /// serves it, otherwise in the topic registry the broker persists (`weir-metadata.json`).
 fn check_topic_configs(
@@ -228,7 +194,7 @@ fn check_topic_configs(
         ("retention.ms", RETENTION_MS),
         ("segment.bytes", SEGMENT_BYTES),
     ];
-    if let Some(configs) = described_configs(runtime, admin)? {
+    if let Some(configs) = describe_topic_configs(runtime, admin, TOPIC)? {
         for (key, value) in expected {
             ensure!(
                 configs.get(key) == Some(&Some(value.to_string())),

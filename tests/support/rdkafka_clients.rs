@@ -2,11 +2,15 @@
 //! with `#[path]` by each test file, because the support library itself cannot depend on a
 //! dev-dependency.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 
 use anyhow::anyhow;
+use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
+use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use weir_tests::broker::BrokerProcess;
 
 /// Every client call and wait in these tests gives up after this long.
@@ -44,4 +48,40 @@ pub fn client_config(broker: &BrokerProcess) -> ClientConfig {
         .set("reconnect.backoff.ms", "50")
         .set("reconnect.backoff.max.ms", "500");
     config
+}
+
+/// Admin requests wait at most this long on the broker.
+pub fn admin_options() -> AdminOptions {
+    AdminOptions::new()
+        .request_timeout(Some(Duration::from_secs(10)))
+        .operation_timeout(Some(Duration::from_secs(10)))
+}
+
+/// The configs DescribeConfigs reports for `topic`, or `None` when the broker does not serve the
+/// API (librdkafka then reports an unsupported feature without sending anything).
+pub fn describe_topic_configs(
+    runtime: &tokio::runtime::Runtime,
+    admin: &AdminClient<DefaultClientContext>,
+    topic: &str,
+) -> anyhow::Result<Option<BTreeMap<String, Option<String>>>> {
+    let resource = ResourceSpecifier::Topic(topic);
+    let answer = block_on(
+        runtime,
+        "DescribeConfigs",
+        admin.describe_configs([&resource], &admin_options()),
+    )?;
+    let results = match answer {
+        Err(KafkaError::AdminOp(RDKafkaErrorCode::UnsupportedFeature)) => return Ok(None),
+        other => other?,
+    };
+    let [result] = <[_; 1]>::try_from(results)
+        .map_err(|results| anyhow!("expected one config resource, got {results:?}"))?;
+    let resource = result.map_err(|code| anyhow!("DescribeConfigs({topic}) failed: {code:?}"))?;
+    Ok(Some(
+        resource
+            .entries
+            .into_iter()
+            .map(|entry| (entry.name, entry.value))
+            .collect(),
+    ))
 }

@@ -342,17 +342,12 @@ async fn delete(client: &mut Client, args: &TopicsArgs) -> Result<(), CliError> 
                 .is_some_and(|name| name.0.as_str() == topic)
         })
         .ok_or_else(|| missing_answer(client, "DeleteTopics", topic))?;
-    match ResponseError::try_from_code(result.error_code) {
-        None => Ok(()),
-        Some(ResponseError::UnknownTopicOrPartition) => {
-            Err(CliError::TopicNotFound(topic.to_string()))
-        }
-        Some(_) => Err(CliError::kafka(
-            format!("cannot delete topic '{topic}'"),
-            result.error_code,
-            result.error_message.as_deref(),
-        )),
-    }
+    topic_outcome(
+        topic,
+        result.error_code,
+        result.error_message.as_deref(),
+        || format!("cannot delete topic '{topic}'"),
+    )
 }
 
 async fn alter(client: &mut Client, args: &TopicsArgs) -> Result<(), CliError> {
@@ -379,16 +374,28 @@ async fn alter(client: &mut Client, args: &TopicsArgs) -> Result<(), CliError> {
         .iter()
         .find(|result| result.name.0.as_str() == topic)
         .ok_or_else(|| missing_answer(client, "CreatePartitions", topic))?;
-    match ResponseError::try_from_code(result.error_code) {
+    topic_outcome(
+        topic,
+        result.error_code,
+        result.error_message.as_deref(),
+        || format!("cannot raise topic '{topic}' to {count} partitions"),
+    )
+}
+
+/// A per-topic result as the command's outcome: a missing topic is named as such, any other
+/// error carries its Kafka name and the broker's message.
+fn topic_outcome(
+    topic: &str,
+    error_code: i16,
+    error_message: Option<&str>,
+    action: impl FnOnce() -> String,
+) -> Result<(), CliError> {
+    match ResponseError::try_from_code(error_code) {
         None => Ok(()),
         Some(ResponseError::UnknownTopicOrPartition) => {
             Err(CliError::TopicNotFound(topic.to_string()))
         }
-        Some(_) => Err(CliError::kafka(
-            format!("cannot raise topic '{topic}' to {count} partitions"),
-            result.error_code,
-            result.error_message.as_deref(),
-        )),
+        Some(_) => Err(CliError::kafka(action(), error_code, error_message)),
     }
 }
 

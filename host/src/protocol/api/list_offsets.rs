@@ -27,18 +27,16 @@ pub fn handle(broker: &Broker, version: i16, request: ListOffsetsRequest) -> Lis
                         .with_partition_index(wanted.partition_index)
                         .with_timestamp(-1)
                         .with_offset(-1);
-                    let Some(partition) =
-                        broker.partition(topic.name.0.as_str(), wanted.partition_index)
-                    else {
-                        return response
-                            .with_error_code(ResponseError::UnknownTopicOrPartition.code());
+                    let partition = match super::leader_partition(
+                        broker,
+                        topic.name.0.as_str(),
+                        wanted.partition_index,
+                        wanted.current_leader_epoch,
+                    ) {
+                        Ok(partition) => partition,
+                        Err(error) => return response.with_error_code(error.code()),
                     };
                     let epoch = partition.leader_epoch();
-                    if let Some(error) =
-                        super::leader_epoch_error(wanted.current_leader_epoch, epoch)
-                    {
-                        return response.with_error_code(error.code());
-                    }
                     let high_watermark = partition.high_watermark();
                     let log = partition.log();
                     let found = match wanted.timestamp {

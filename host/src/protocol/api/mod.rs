@@ -125,6 +125,23 @@ pub(crate) fn leader_epoch_error(
     }
 }
 
+/// The partition a per-partition request names, checked as its leader would check it: unknown
+/// partitions and stale or future leader epochs become the error to answer with.
+pub(crate) fn leader_partition(
+    broker: &Broker,
+    topic: &str,
+    index: i32,
+    current_leader_epoch: i32,
+) -> Result<std::sync::Arc<crate::replication::Partition>, kafka_protocol::ResponseError> {
+    let partition = broker
+        .partition(topic, index)
+        .ok_or(kafka_protocol::ResponseError::UnknownTopicOrPartition)?;
+    match leader_epoch_error(current_leader_epoch, partition.leader_epoch()) {
+        Some(error) => Err(error),
+        None => Ok(partition),
+    }
+}
+
 pub(crate) fn str_bytes(text: &str) -> StrBytes {
     StrBytes::from_string(text.to_string())
 }

@@ -1,7 +1,6 @@
 //! OffsetForLeaderEpoch (KIP-101): where a leader epoch ended in this log, so a returning
 //! replica (or a consumer validating its position, KIP-320) can truncate or detect divergence.
 
-use kafka_protocol::ResponseError;
 use kafka_protocol::messages::offset_for_leader_epoch_response::{
     EpochEndOffset, OffsetForLeaderTopicResult,
 };
@@ -25,18 +24,15 @@ pub fn handle(
                         .with_partition(wanted.partition)
                         .with_leader_epoch(-1)
                         .with_end_offset(-1);
-                    let Some(partition) =
-                        broker.partition(topic.topic.0.as_str(), wanted.partition)
-                    else {
-                        return response
-                            .with_error_code(ResponseError::UnknownTopicOrPartition.code());
+                    let partition = match super::leader_partition(
+                        broker,
+                        topic.topic.0.as_str(),
+                        wanted.partition,
+                        wanted.current_leader_epoch,
+                    ) {
+                        Ok(partition) => partition,
+                        Err(error) => return response.with_error_code(error.code()),
                     };
-                    let epoch = partition.leader_epoch();
-                    if let Some(error) =
-                        super::leader_epoch_error(wanted.current_leader_epoch, epoch)
-                    {
-                        return response.with_error_code(error.code());
-                    }
                     let (end_epoch, end_offset) =
                         partition.log().end_offset_for_epoch(wanted.leader_epoch);
                     response
