@@ -46,3 +46,19 @@ impl Clock for ManualClock {
         self.now_ms.load(Ordering::SeqCst)
     }
 }
+
+/// CPU time the calling thread has used, in nanoseconds. A plugin's deadline counts this, not
+/// wall time, so a call is never blamed for time the thread spent preempted on a busy machine.
+#[allow(unsafe_code)]
+pub fn thread_cpu_time_ns() -> u64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` is a valid timespec; CLOCK_THREAD_CPUTIME_ID is always available on Linux.
+    let result = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
+    if result != 0 {
+        return 0;
+    }
+    now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
+}

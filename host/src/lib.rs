@@ -16,6 +16,7 @@ pub mod broker;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod policy;
 pub mod protocol;
 pub mod replication;
 pub mod storage;

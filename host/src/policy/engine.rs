@@ -1,0 +1,308 @@
+//! The wasmtime engine every plugin runs in, compilation with a cache of precompiled artifacts,
+//! and the sandbox of one call: a deadline in the guest's CPU time and a memory cap.
+
+use std::hash::{Hash, Hasher};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use sha2::{Digest, Sha256};
+use wasmtime::component::Component;
+use wasmtime::{Config, Engine, OptLevel, ResourceLimiter, Store, UpdateDeadline};
+
+use super::wit::election::weir::policy::log;
+use crate::clock::thread_cpu_time_ns;
+
+/// How often the epoch advances. A running guest looks at its CPU time once per tick, so a
+/// runaway call overruns its budget by at most about this much CPU.
+pub const EPOCH_TICK: Duration = Duration::from_millis(1);
+
+/// A call may also never hold its thread longer than this many times its CPU budget in wall
+/// time, even when it is preempted rather than running.
+const WALL_CAP_FACTOR: u32 = 50;
+
+/// Log lines a plugin may write per second before the rest are dropped.
+const LOG_LINES_PER_SECOND: u32 = 100;
+/// Longest log line kept from a plugin.
+const LOG_LINE_MAX_CHARS: usize = 512;
+
+/// The limits of one plugin call.
+#[derive(Debug, Clone, Copy)]
+pub struct CallLimits {
+    /// CPU time the guest may use per call.
+    pub cpu_budget: Duration,
+    /// Linear memory (and table) bytes an instance may grow to.
+    pub memory_max_bytes: usize,
+}
+
+/// Why a call did not produce an answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Fault {
+    /// The guest trapped (unreachable, panic, out-of-bounds access, stack exhaustion, ...).
+    Trap,
+    /// The guest used its CPU budget (or the wall-clock cap).
+    Timeout,
+    /// The guest tried to grow memory beyond `policy.memory.max.bytes`.
+    Memory,
+    /// The guest answered, but not within the contract.
+    InvalidAnswer,
+    /// A fresh instance could not be created.
+    Instantiate,
+}
+
+impl Fault {
+    /// The `reason` label of `weir_policy_failures_total`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Fault::Trap => "trap",
+            Fault::Timeout => "timeout",
+            Fault::Memory => "memory",
+            Fault::InvalidAnswer => "invalid_answer",
+            Fault::Instantiate => "instantiate",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("plugin call exceeded its deadline ({0})")]
+struct DeadlineExceeded(&'static str);
+
+#[derive(Debug, thiserror::Error)]
+#[error("plugin tried to grow memory to {desired} bytes, above the cap of {max} bytes")]
+struct MemoryCapExceeded {
+    desired: usize,
+    max: usize,
+}
+
+/// Classifies the error of a failed call.
+pub fn classify(error: &wasmtime::Error) -> Fault {
+    if error.downcast_ref::<DeadlineExceeded>().is_some() {
+        Fault::Timeout
+    } else if error.downcast_ref::<MemoryCapExceeded>().is_some() {
+        Fault::Memory
+    } else {
+        Fault::Trap
+    }
+}
+
+/// Per-store state: the running call's deadline, the memory cap, and log rate limiting.
+#[derive(Debug)]
+pub struct StoreState {
+    label: Arc<str>,
+    limits: CallLimits,
+    call_cpu_start_ns: u64,
+    call_wall_start: Instant,
+    log_window_start: Instant,
+    log_lines_in_window: u32,
+}
+
+impl StoreState {
+    fn begin_call(&mut self) {
+        self.call_cpu_start_ns = thread_cpu_time_ns();
+        self.call_wall_start = Instant::now();
+    }
+
+    /// Called on every epoch tick while the guest runs.
+    fn check_deadline(&self) -> wasmtime::Result<UpdateDeadline> {
+        let budget = self.limits.cpu_budget;
+        let cpu_used = thread_cpu_time_ns().saturating_sub(self.call_cpu_start_ns);
+        if cpu_used >= budget.as_nanos() as u64 {
+            return Err(wasmtime::Error::new(DeadlineExceeded("CPU budget")));
+        }
+        if self.call_wall_start.elapsed() >= budget * WALL_CAP_FACTOR {
+            return Err(wasmtime::Error::new(DeadlineExceeded("wall-clock cap")));
+        }
+        Ok(UpdateDeadline::Continue(1))
+    }
+}
+
+impl ResourceLimiter for StoreState {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let max = self.limits.memory_max_bytes;
+        if desired > max {
+            // An explicit error rather than `Ok(false)`: a guest allocator would treat a failed
+            // grow as out-of-memory and abort with a less telling trap.
+            return Err(wasmtime::Error::new(MemoryCapExceeded { desired, max }));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        // Table elements are pointers: bound them by the same byte cap.
+        let max = self.limits.memory_max_bytes / 8;
+        if desired > max {
+            return Err(wasmtime::Error::new(MemoryCapExceeded { desired, max }));
+        }
+        Ok(true)
+    }
+}
+
+impl log::Host for StoreState {
+    fn log(&mut self, level: log::Level, message: String) {
+        if self.log_window_start.elapsed() >= Duration::from_secs(1) {
+            self.log_window_start = Instant::now();
+            self.log_lines_in_window = 0;
+        }
+        self.log_lines_in_window += 1;
+        if self.log_lines_in_window > LOG_LINES_PER_SECOND {
+            return;
+        }
+        let message: String = message.chars().take(LOG_LINE_MAX_CHARS).collect();
+        let plugin = &*self.label;
+        match level {
+            log::Level::Trace => tracing::trace!(plugin, "{message}"),
+            log::Level::Debug => tracing::debug!(plugin, "{message}"),
+            log::Level::Info => tracing::info!(plugin, "{message}"),
+            log::Level::Warn => tracing::warn!(plugin, "{message}"),
+            log::Level::Error => tracing::error!(plugin, "{message}"),
+        }
+    }
+}
+
+/// The engine shared by every plugin, and the thread that advances its epoch.
+#[derive(Debug, Clone)]
+pub struct PolicyEngine {
+    engine: Engine,
+    cache_dir: Option<PathBuf>,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+impl PolicyEngine {
+    /// `cache_dir` holds precompiled artifacts (none: compile every time, e.g. the CLI).
+    pub fn new(cache_dir: Option<PathBuf>) -> anyhow::Result<Self> {
+        let mut config = Config::new();
+        config
+            .wasm_component_model(true)
+            .epoch_interruption(true)
+            .cranelift_opt_level(OptLevel::Speed)
+            .parallel_compilation(true)
+            // Deep recursion must end in a trap long before it could touch the host's stack.
+            .max_wasm_stack(512 * 1024);
+        let engine = Engine::new(&config)?;
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        let ticker = {
+            let engine = engine.weak();
+            let stop = ticker_stop.clone();
+            move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    match engine.upgrade() {
+                        Some(engine) => engine.increment_epoch(),
+                        None => return,
+                    }
+                }
+            }
+        };
+        std::thread::Builder::new()
+            .name("weir-policy-epoch".into())
+            .spawn(ticker)?;
+        if let Some(dir) = &cache_dir {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("creating plugin cache {}", dir.display()))?;
+        }
+        Ok(PolicyEngine {
+            engine,
+            cache_dir,
+            ticker_stop,
+        })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Compiles a component, or loads the artifact this host precompiled for the same bytes,
+    /// wasmtime version and engine configuration.
+    pub fn compile(&self, bytes: &[u8]) -> anyhow::Result<Component> {
+        let Some(dir) = &self.cache_dir else {
+            return Ok(Component::new(&self.engine, bytes)?);
+        };
+        let mut compatibility = std::hash::DefaultHasher::new();
+        self.engine
+            .precompile_compatibility_hash()
+            .hash(&mut compatibility);
+        let path = dir.join(format!(
+            "{}-{:016x}.cwasm",
+            sha256_hex(bytes),
+            compatibility.finish()
+        ));
+        if path.exists() {
+            match load_precompiled(&self.engine, &path) {
+                Ok(component) => return Ok(component),
+                Err(error) => {
+                    tracing::warn!(path = %path.display(), %error, "precompiled plugin unreadable; compiling again");
+                }
+            }
+        }
+        let artifact = self.engine.precompile_component(bytes)?;
+        let component = Component::new(&self.engine, bytes)?;
+        let temporary = path.with_extension("tmp");
+        if let Err(error) =
+            std::fs::write(&temporary, &artifact).and_then(|()| std::fs::rename(&temporary, &path))
+        {
+            tracing::warn!(path = %path.display(), %error, "cannot cache a precompiled plugin");
+        }
+        Ok(component)
+    }
+
+    /// A store for one instance of a plugin, with its limits and deadline callback installed.
+    pub fn new_store(&self, label: Arc<str>, limits: CallLimits) -> Store<StoreState> {
+        let now = Instant::now();
+        let mut store = Store::new(
+            &self.engine,
+            StoreState {
+                label,
+                limits,
+                call_cpu_start_ns: 0,
+                call_wall_start: now,
+                log_window_start: now,
+                log_lines_in_window: 0,
+            },
+        );
+        store.limiter(|state| state);
+        store.epoch_deadline_callback(|context| context.data().check_deadline());
+        store.set_epoch_deadline(1);
+        store
+    }
+
+    /// Arms the deadline for the call about to run in `store`.
+    pub fn begin_call(store: &mut Store<StoreState>) {
+        store.data_mut().begin_call();
+        store.set_epoch_deadline(1);
+    }
+}
+
+impl Drop for PolicyEngine {
+    fn drop(&mut self) {
+        // Clones share the flag; the ticker also stops by itself once the engine is gone.
+        if Arc::strong_count(&self.ticker_stop) == 1 {
+            self.ticker_stop.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Loads an artifact from this host's own cache directory.
+#[allow(unsafe_code)]
+fn load_precompiled(engine: &Engine, path: &std::path::Path) -> anyhow::Result<Component> {
+    // SAFETY: only artifacts this host wrote itself (precompile_component into its own data
+    // directory) are loaded, under a name keyed by the engine's compatibility hash; wasmtime
+    // also checks the artifact's header against the engine before using it.
+    Ok(unsafe { Component::deserialize_file(engine, path) }?)
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    digest.iter().map(|byte| format!("{byte:02x}")).collect()
+}

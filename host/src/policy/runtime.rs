@@ -1,0 +1,865 @@
+//! [`Policies`]: the plugins this broker runs. Resolves which plugin version serves a call
+//! (topic binding, then the broker-wide default, then the built-in), makes the call in the
+//! sandbox, checks the answer, and falls back to the built-in default on any fault. Versions are
+//! swapped atomically: a call holds the version it started on.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use arc_swap::ArcSwap;
+use serde::Serialize;
+
+use super::engine::{CallLimits, Fault, PolicyEngine};
+use super::plugin::Plugin;
+use super::registry::{InstalledVersion, RegistryStore};
+use super::wit::acks::{Decision, Request};
+use super::wit::election::{Election, PartitionState};
+use super::{PolicyKind, conformance, defaults, validate};
+
+/// Kafka's UNKNOWN_SERVER_ERROR: what a produce gets if even the built-in acks plugin fails.
+const UNKNOWN_SERVER_ERROR: i16 = -1;
+
+/// Failures in a row after which a plugin is quarantined (its calls go to the default).
+pub const QUARANTINE_AFTER_FAILURES: u32 = 5;
+
+/// Sandbox limits, from the broker's `policy.*` configs.
+#[derive(Debug, Clone, Copy)]
+pub struct PolicyConfig {
+    /// CPU budget of an election call (`policy.election.call.timeout.ms`).
+    pub election_call_timeout: Duration,
+    /// CPU budget of a partitioner or acks call (`policy.call.timeout.ms`).
+    pub call_timeout: Duration,
+    /// Memory cap of an instance (`policy.memory.max.bytes`).
+    pub memory_max_bytes: usize,
+}
+
+impl PolicyConfig {
+    fn limits(&self, kind: PolicyKind) -> CallLimits {
+        CallLimits {
+            cpu_budget: match kind {
+                PolicyKind::Election => self.election_call_timeout,
+                PolicyKind::Partitioner | PolicyKind::Acks => self.call_timeout,
+            },
+            memory_max_bytes: self.memory_max_bytes,
+        }
+    }
+}
+
+/// What `list` and the admin API report of one plugin.
+#[derive(Debug, Clone, Serialize)]
+pub struct PluginInfo {
+    pub name: String,
+    pub kind: PolicyKind,
+    pub builtin: bool,
+    pub current_version: Option<String>,
+    pub versions: Vec<InstalledVersion>,
+    /// True when it is the broker-wide plugin of its kind.
+    pub default_for_kind: bool,
+    pub quarantined: bool,
+}
+
+/// The versions calls resolve to; replaced as a whole on every change.
+#[derive(Debug)]
+struct Active {
+    /// Per kind: the broker-wide plugin.
+    defaults: HashMap<PolicyKind, Arc<Plugin>>,
+    /// Every installed plugin's current version, by name (built-ins included).
+    by_name: HashMap<String, Arc<Plugin>>,
+}
+
+type CounterKey = (PolicyKind, String, String, &'static str);
+
+#[derive(Debug, Default)]
+struct Metrics {
+    calls: Mutex<BTreeMap<(PolicyKind, String, String), Arc<AtomicU64>>>,
+    failures: Mutex<BTreeMap<CounterKey, u64>>,
+}
+
+impl Metrics {
+    /// The call counter of a plugin version: shared by every load of the same version, so a
+    /// reload never makes a Prometheus counter go backwards.
+    fn call_counter(&self, kind: PolicyKind, name: &str, version: &str) -> Arc<AtomicU64> {
+        lock(&self.calls)
+            .entry((kind, name.to_string(), version.to_string()))
+            .or_default()
+            .clone()
+    }
+}
+
+#[derive(Debug)]
+pub struct Policies {
+    engine: PolicyEngine,
+    config: PolicyConfig,
+    store: Mutex<RegistryStore>,
+    builtin: HashMap<PolicyKind, Arc<Plugin>>,
+    active: ArcSwap<Active>,
+    metrics: Metrics,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Policies {
+    /// Loads the built-in plugins and every installed plugin's current version. `dir` is the
+    /// registry's directory (`<log.dirs>/plugins`); `None` keeps nothing on disk.
+    pub fn open(dir: Option<&Path>, config: PolicyConfig) -> anyhow::Result<Arc<Policies>> {
+        let engine = PolicyEngine::new(dir.map(|d| d.join("cache")))?;
+        let store = RegistryStore::open(dir)?;
+        let metrics = Metrics::default();
+        let mut builtin = HashMap::new();
+        for (kind, name, bytes) in defaults::BUILTIN {
+            let plugin = Plugin::load(
+                &engine,
+                name,
+                defaults::VERSION,
+                bytes,
+                config.limits(kind),
+                metrics.call_counter(kind, name, defaults::VERSION),
+            )
+            .with_context(|| format!("loading the built-in {name}"))?;
+            if plugin.kind != kind {
+                bail!("the built-in {name} is a {:?} plugin", plugin.kind);
+            }
+            builtin.insert(kind, Arc::new(plugin));
+        }
+        let policies = Policies {
+            engine,
+            config,
+            store: Mutex::new(store),
+            active: ArcSwap::from_pointee(Active {
+                defaults: builtin.clone(),
+                by_name: HashMap::new(),
+            }),
+            builtin,
+            metrics,
+        };
+        let store = lock(&policies.store);
+        let mut loaded = HashMap::new();
+        for (name, entry) in &store.registry.plugins {
+            let Some(current) = entry.current_version() else {
+                continue;
+            };
+            match store
+                .read_component(&current.sha256)
+                .and_then(|bytes| policies.load(name, &current.version, &bytes))
+            {
+                Ok(plugin) => {
+                    loaded.insert(name.clone(), Arc::new(plugin));
+                }
+                Err(error) => {
+                    tracing::error!(plugin = %name, version = %current.version, "cannot load installed plugin; its calls use the default: {error:#}");
+                }
+            }
+        }
+        let active = policies.build_active(&store.registry, loaded);
+        drop(store);
+        policies.active.store(Arc::new(active));
+        Ok(Arc::new(policies))
+    }
+
+    fn load(&self, name: &str, version: &str, bytes: &[u8]) -> anyhow::Result<Plugin> {
+        let component = self
+            .engine
+            .compile(bytes)
+            .context("compiling the component")?;
+        let kind = super::plugin::inspect(&self.engine, &component)?;
+        Plugin::from_component(
+            &self.engine,
+            component,
+            kind,
+            super::plugin::PluginId {
+                name: name.to_string(),
+                version: version.to_string(),
+                sha256: super::engine::sha256_hex(bytes),
+            },
+            self.config.limits(kind),
+            self.metrics.call_counter(kind, name, version),
+        )
+    }
+
+    fn build_active(
+        &self,
+        registry: &super::registry::Registry,
+        mut by_name: HashMap<String, Arc<Plugin>>,
+    ) -> Active {
+        for plugin in self.builtin.values() {
+            by_name.insert(plugin.id.name.clone(), plugin.clone());
+        }
+        let defaults = PolicyKind::ALL
+            .into_iter()
+            .map(|kind| {
+                let chosen = registry
+                    .defaults
+                    .get(&kind)
+                    .and_then(|name| by_name.get(name))
+                    .filter(|plugin| plugin.kind == kind)
+                    .unwrap_or(&self.builtin[&kind]);
+                (kind, chosen.clone())
+            })
+            .collect();
+        Active { defaults, by_name }
+    }
+
+    /// The plugin serving a call of `kind`, given the topic's binding (its `policy.<kind>`).
+    fn resolve(&self, kind: PolicyKind, binding: Option<&str>) -> Arc<Plugin> {
+        let active = self.active.load();
+        let bound = binding
+            .and_then(|name| active.by_name.get(name))
+            .filter(|plugin| plugin.kind == kind && !plugin.is_quarantined());
+        match bound {
+            Some(plugin) => plugin.clone(),
+            None => {
+                let default = &active.defaults[&kind];
+                if default.is_quarantined() {
+                    self.builtin[&kind].clone()
+                } else {
+                    default.clone()
+                }
+            }
+        }
+    }
+
+    /// Records a failed call: counter, warning, and quarantine after repeated failures.
+    fn failed(&self, plugin: &Plugin, fault: Fault, detail: &str) {
+        *lock(&self.metrics.failures)
+            .entry((
+                plugin.kind,
+                plugin.id.name.clone(),
+                plugin.id.version.clone(),
+                fault.label(),
+            ))
+            .or_default() += 1;
+        tracing::warn!(policy = plugin.kind.interface(), plugin = %plugin.id, reason = fault.label(), "plugin call failed, using the default plugin's answer: {detail}");
+        if plugin.record_outcome(false, QUARANTINE_AFTER_FAILURES) {
+            tracing::error!(policy = plugin.kind.interface(), plugin = %plugin.id, "plugin quarantined after {QUARANTINE_AFTER_FAILURES} failures in a row; its calls use the default until it is activated again");
+        }
+    }
+
+    /// Runs `call` on the resolved plugin; on a fault or an invalid answer, on the built-in
+    /// default, and if even that fails (a host limit set too low), answers `last_resort`: the
+    /// safe answer (no leader, a retriable produce error, the key's murmur2 partition).
+    fn call<R>(
+        &self,
+        kind: PolicyKind,
+        binding: Option<&str>,
+        call: impl Fn(&Plugin) -> Result<R, Fault>,
+        check: impl Fn(&R) -> Result<(), String>,
+        last_resort: impl FnOnce() -> R,
+    ) -> R {
+        let plugin = self.resolve(kind, binding);
+        for plugin in [plugin, self.builtin[&kind].clone()] {
+            plugin.count_call();
+            let outcome = call(&plugin)
+                .map_err(|fault| (fault, String::new()))
+                .and_then(|answer| match check(&answer) {
+                    Ok(()) => Ok(answer),
+                    Err(problem) => Err((Fault::InvalidAnswer, problem)),
+                });
+            match outcome {
+                Ok(answer) => {
+                    plugin.record_outcome(true, QUARANTINE_AFTER_FAILURES);
+                    return answer;
+                }
+                Err((fault, detail)) => {
+                    self.failed(&plugin, fault, &detail);
+                    if Arc::ptr_eq(&plugin, &self.builtin[&kind]) {
+                        break;
+                    }
+                }
+            }
+        }
+        last_resort()
+    }
+
+    /// The leader of a partition.
+    pub fn elect(&self, binding: Option<&str>, state: &PartitionState) -> Election {
+        let mut answer = self.call(
+            PolicyKind::Election,
+            binding,
+            |plugin| plugin.elect(state),
+            |answer| validate::election(state, answer),
+            || Election {
+                leader: None,
+                reason: "the built-in election plugin failed".into(),
+            },
+        );
+        if answer.reason.chars().count() > validate::REASON_MAX_CHARS {
+            answer.reason = answer
+                .reason
+                .chars()
+                .take(validate::REASON_MAX_CHARS)
+                .collect();
+        }
+        answer
+    }
+
+    /// The partition of one record.
+    pub fn partition(
+        &self,
+        binding: Option<&str>,
+        topic: &str,
+        key: Option<&[u8]>,
+        value_size: u32,
+        partition_count: u32,
+    ) -> u32 {
+        self.call(
+            PolicyKind::Partitioner,
+            binding,
+            |plugin| plugin.partition(topic, key, value_size, partition_count),
+            |&answer| validate::partition(answer, partition_count),
+            || {
+                key.map_or(0, |key| {
+                    weir_partitioner_default::partition_for_key(key, partition_count)
+                })
+            },
+        )
+    }
+
+    /// The partitions of many records, in one call into the sandbox.
+    pub fn partition_batch(
+        &self,
+        binding: Option<&str>,
+        topic: &str,
+        keys: &[Option<&[u8]>],
+        value_sizes: &[u32],
+        partition_count: u32,
+    ) -> Vec<u32> {
+        let (bytes, ends) = weir_plugin_sdk::partitioner::pack_keys(keys.iter().copied());
+        self.call(
+            PolicyKind::Partitioner,
+            binding,
+            |plugin| plugin.partition_batch(topic, &bytes, &ends, value_sizes, partition_count),
+            |answer| validate::partitions(answer, keys.len(), partition_count),
+            || {
+                keys.iter()
+                    .map(|key| {
+                        key.map_or(0, |key| {
+                            weir_partitioner_default::partition_for_key(key, partition_count)
+                        })
+                    })
+                    .collect()
+            },
+        )
+    }
+
+    /// The fate of a produce request to one partition.
+    pub fn decide(&self, binding: Option<&str>, request: &Request) -> Decision {
+        self.call(
+            PolicyKind::Acks,
+            binding,
+            |plugin| plugin.decide(request),
+            |answer| validate::decision(request, answer),
+            // The producer retries a retriable error; nothing is acknowledged that should not be.
+            || Decision::Fail(UNKNOWN_SERVER_ERROR),
+        )
+    }
+
+    /// The kind of an installed (or built-in) plugin.
+    pub fn kind_of(&self, name: &str) -> Option<PolicyKind> {
+        if let Some(plugin) = self.builtin.values().find(|p| p.id.name == name) {
+            return Some(plugin.kind);
+        }
+        lock(&self.store)
+            .registry
+            .plugins
+            .get(name)
+            .map(|entry| entry.kind)
+    }
+
+    /// Checks a component without installing it: compile, world, conformance scenarios.
+    pub fn test(
+        &self,
+        bytes: &[u8],
+        scenarios: &[conformance::Scenario],
+    ) -> anyhow::Result<(PolicyKind, Vec<conformance::Outcome>)> {
+        let plugin = self.load("candidate", "test", bytes)?;
+        let mut outcomes = conformance::run_builtin(&plugin);
+        outcomes.extend(conformance::run_user(&plugin, scenarios)?);
+        Ok((plugin.kind, outcomes))
+    }
+
+    /// Installs a version of a plugin after it passes its kind's conformance scenarios. It does
+    /// not run until activated. `version` defaults to one more than the newest numeric version.
+    pub fn install(
+        &self,
+        name: &str,
+        version: Option<&str>,
+        bytes: &[u8],
+        now_ms: i64,
+    ) -> anyhow::Result<PluginInfo> {
+        validate_name(name)?;
+        if self.builtin.values().any(|p| p.id.name == name) {
+            bail!("`{name}` is the name of a built-in plugin; choose another name");
+        }
+        let (kind, outcomes) = self.test(bytes, &[])?;
+        let failed: Vec<String> = outcomes
+            .iter()
+            .filter(|o| !o.passed)
+            .map(|o| format!("{}: {}", o.name, o.problem.as_deref().unwrap_or("failed")))
+            .collect();
+        if !failed.is_empty() {
+            bail!(
+                "the plugin fails {} of {} {} conformance scenarios: {}",
+                failed.len(),
+                outcomes.len(),
+                kind.interface(),
+                failed.join("; ")
+            );
+        }
+        let sha256 = super::engine::sha256_hex(bytes);
+        let mut store = lock(&self.store);
+        let entry = store.registry.plugins.get(name);
+        if let Some(entry) = entry
+            && entry.kind != kind
+        {
+            bail!(
+                "`{name}` is installed as a {} plugin; this component is a {} plugin",
+                entry.kind.interface(),
+                kind.interface()
+            );
+        }
+        let version = match version {
+            Some(version) => {
+                validate_name(version)?;
+                version.to_string()
+            }
+            None => next_version(entry.map(|e| e.versions.as_slice()).unwrap_or(&[])),
+        };
+        if let Some(existing) = entry.and_then(|e| e.version(&version)) {
+            if existing.sha256 == sha256 {
+                drop(store);
+                return self.info(name);
+            }
+            bail!("`{name}` version {version} is already installed with different bytes");
+        }
+        store.store_component(&sha256, bytes)?;
+        let entry = store
+            .registry
+            .plugins
+            .entry(name.to_string())
+            .or_insert_with(|| super::registry::Entry {
+                kind,
+                versions: Vec::new(),
+                current: None,
+                history: Vec::new(),
+            });
+        entry.versions.push(InstalledVersion {
+            version: version.clone(),
+            sha256,
+            installed_at_ms: now_ms,
+        });
+        store.save()?;
+        drop(store);
+        tracing::info!(plugin = name, %version, kind = kind.interface(), "plugin installed");
+        self.info(name)
+    }
+
+    /// Makes `version` (default: the newest installed) the current version of `name`, and, when
+    /// `broker_wide`, the broker-wide plugin of its kind. Re-activating lifts a quarantine.
+    pub fn activate(
+        &self,
+        name: &str,
+        version: Option<&str>,
+        broker_wide: bool,
+    ) -> anyhow::Result<PluginInfo> {
+        let mut store = lock(&self.store);
+        if let Some(builtin) = self.builtin.values().find(|p| p.id.name == name) {
+            builtin.reinstate();
+            if broker_wide {
+                store.registry.defaults.remove(&builtin.kind);
+                store.save()?;
+            }
+            self.swap(&store, None)?;
+            drop(store);
+            return self.info(name);
+        }
+        let Some(entry) = store.registry.plugins.get(name) else {
+            bail!("no plugin named `{name}` is installed");
+        };
+        let kind = entry.kind;
+        let version = match version {
+            Some(version) => version.to_string(),
+            None => entry
+                .versions
+                .last()
+                .map(|v| v.version.clone())
+                .context("the plugin has no versions")?,
+        };
+        let Some(installed) = entry.version(&version) else {
+            bail!("`{name}` has no version {version}");
+        };
+        let bytes = store.read_component(&installed.sha256)?;
+        let plugin = Arc::new(self.load(name, &version, &bytes)?);
+        let entry = store
+            .registry
+            .plugins
+            .get_mut(name)
+            .context("plugin vanished")?;
+        if entry.current.as_deref() != Some(version.as_str()) {
+            if let Some(previous) = entry.current.replace(version.clone()) {
+                entry.history.push(previous);
+            }
+        }
+        if broker_wide {
+            store.registry.defaults.insert(kind, name.to_string());
+        }
+        store.save()?;
+        self.swap(&store, Some(plugin))?;
+        drop(store);
+        tracing::info!(plugin = name, %version, broker_wide, "plugin activated");
+        self.info(name)
+    }
+
+    /// Returns `name` to the version that was current before the last activation.
+    pub fn rollback(&self, name: &str) -> anyhow::Result<PluginInfo> {
+        let mut store = lock(&self.store);
+        let Some(entry) = store.registry.plugins.get_mut(name) else {
+            bail!("no plugin named `{name}` is installed");
+        };
+        let Some(previous) = entry.history.pop() else {
+            bail!("`{name}` has no earlier version to roll back to");
+        };
+        let installed = entry
+            .version(&previous)
+            .cloned()
+            .context("the earlier version is no longer installed")?;
+        entry.current = Some(previous.clone());
+        let bytes = store.read_component(&installed.sha256)?;
+        let plugin = Arc::new(self.load(name, &previous, &bytes)?);
+        store.save()?;
+        self.swap(&store, Some(plugin))?;
+        drop(store);
+        tracing::info!(plugin = name, version = %previous, "plugin rolled back");
+        self.info(name)
+    }
+
+    /// Uninstalls every version of `name`. Refused while it is the broker-wide plugin of its
+    /// kind or `bound_topics` (topics whose `policy.<kind>` names it) is not empty.
+    pub fn remove(&self, name: &str, bound_topics: &[String]) -> anyhow::Result<()> {
+        let mut store = lock(&self.store);
+        let Some(entry) = store.registry.plugins.get(name) else {
+            bail!("no plugin named `{name}` is installed");
+        };
+        let kind = entry.kind;
+        if store.registry.defaults.get(&kind).map(String::as_str) == Some(name) {
+            bail!(
+                "`{name}` is the broker-wide {} plugin; activate another one first",
+                kind.interface()
+            );
+        }
+        if !bound_topics.is_empty() {
+            bail!(
+                "`{name}` is bound to topics {}; change their policy.{} first",
+                bound_topics.join(", "),
+                kind.interface()
+            );
+        }
+        store.registry.plugins.remove(name);
+        store.save()?;
+        store.delete_unreferenced();
+        let mut active = self.current_plugins();
+        active.remove(name);
+        let next = self.build_active(&store.registry, active);
+        self.active.store(Arc::new(next));
+        Ok(())
+    }
+
+    fn current_plugins(&self) -> HashMap<String, Arc<Plugin>> {
+        let active = self.active.load();
+        active
+            .by_name
+            .iter()
+            .filter(|(_, plugin)| !self.builtin.values().any(|b| Arc::ptr_eq(b, plugin)))
+            .map(|(name, plugin)| (name.clone(), plugin.clone()))
+            .collect()
+    }
+
+    /// Publishes a new set of versions; `replacing` is a newly loaded version.
+    fn swap(&self, store: &RegistryStore, replacing: Option<Arc<Plugin>>) -> anyhow::Result<()> {
+        let mut plugins = self.current_plugins();
+        if let Some(plugin) = replacing {
+            plugins.insert(plugin.id.name.clone(), plugin);
+        }
+        let next = self.build_active(&store.registry, plugins);
+        self.active.store(Arc::new(next));
+        Ok(())
+    }
+
+    pub fn info(&self, name: &str) -> anyhow::Result<PluginInfo> {
+        self.list()
+            .into_iter()
+            .find(|info| info.name == name)
+            .with_context(|| format!("no plugin named `{name}`"))
+    }
+
+    /// Every plugin: the built-ins first, then the installed ones by name.
+    pub fn list(&self) -> Vec<PluginInfo> {
+        let store = lock(&self.store);
+        let active = self.active.load();
+        let mut infos: Vec<PluginInfo> = PolicyKind::ALL
+            .into_iter()
+            .map(|kind| {
+                let plugin = &self.builtin[&kind];
+                PluginInfo {
+                    name: plugin.id.name.clone(),
+                    kind,
+                    builtin: true,
+                    current_version: Some(plugin.id.version.clone()),
+                    versions: vec![InstalledVersion {
+                        version: plugin.id.version.clone(),
+                        sha256: plugin.id.sha256.clone(),
+                        installed_at_ms: 0,
+                    }],
+                    default_for_kind: !store.registry.defaults.contains_key(&kind),
+                    quarantined: plugin.is_quarantined(),
+                }
+            })
+            .collect();
+        infos.extend(store.registry.plugins.iter().map(|(name, entry)| {
+            PluginInfo {
+                name: name.clone(),
+                kind: entry.kind,
+                builtin: false,
+                current_version: entry.current.clone(),
+                versions: entry.versions.clone(),
+                default_for_kind: store.registry.defaults.get(&entry.kind) == Some(name),
+                quarantined: active
+                    .by_name
+                    .get(name)
+                    .is_some_and(|plugin| plugin.is_quarantined()),
+            }
+        }));
+        infos
+    }
+
+    /// `weir_policy_calls_total` and `weir_policy_failures_total` in Prometheus' text format.
+    pub fn render_metrics(&self, out: &mut String) {
+        use std::fmt::Write;
+        let _ = writeln!(
+            out,
+            "# HELP weir_policy_calls_total Calls into policy plugins.\n# TYPE weir_policy_calls_total counter"
+        );
+        for ((kind, plugin, version), count) in lock(&self.metrics.calls).iter() {
+            let _ = writeln!(
+                out,
+                "weir_policy_calls_total{{policy=\"{}\",plugin=\"{plugin}\",version=\"{version}\"}} {}",
+                kind.interface(),
+                count.load(Ordering::Relaxed)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP weir_policy_failures_total Plugin calls that failed and used the default plugin's answer.\n# TYPE weir_policy_failures_total counter"
+        );
+        for ((kind, plugin, version, reason), count) in lock(&self.metrics.failures).iter() {
+            let _ = writeln!(
+                out,
+                "weir_policy_failures_total{{policy=\"{}\",plugin=\"{plugin}\",version=\"{version}\",reason=\"{reason}\"}} {count}",
+                kind.interface()
+            );
+        }
+    }
+
+    /// Failures counted so far for `name` (all versions and reasons), for tests and `list`.
+    pub fn failure_count(&self, name: &str) -> u64 {
+        lock(&self.metrics.failures)
+            .iter()
+            .filter(|((_, plugin, _, _), _)| plugin == name)
+            .map(|(_, count)| count)
+            .sum()
+    }
+}
+
+/// Plugin names and versions go into file names, URLs and metric labels.
+fn validate_name(name: &str) -> anyhow::Result<()> {
+    let valid = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if !valid {
+        bail!(
+            "`{name}` is not a valid plugin name or version (1-64 of a-z, A-Z, 0-9, '-', '_', '.')"
+        );
+    }
+    Ok(())
+}
+
+fn next_version(versions: &[InstalledVersion]) -> String {
+    let newest = versions
+        .iter()
+        .filter_map(|v| v.version.parse::<u64>().ok())
+        .max()
+        .unwrap_or(0);
+    (newest + 1).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::wit::acks::{ReplicaProgress, Stage};
+    use crate::policy::wit::election::{BrokerStatus, ElectionReason, ReplicaState};
+
+    pub(crate) fn test_config() -> PolicyConfig {
+        PolicyConfig {
+            election_call_timeout: Duration::from_millis(10),
+            call_timeout: Duration::from_millis(2),
+            memory_max_bytes: 16 << 20,
+        }
+    }
+
+    #[test]
+    fn builtins_run_as_wasm_and_answer_like_kafka() {
+        let policies = Policies::open(None, test_config()).expect("open");
+        let state = PartitionState {
+            topic: "t".into(),
+            partition: 0,
+            replicas: [(1, false), (2, true), (3, true)]
+                .into_iter()
+                .map(|(broker_id, in_isr)| ReplicaState {
+                    broker_id,
+                    in_isr,
+                    status: BrokerStatus::Alive,
+                    log_end_offset: 0,
+                    last_caught_up_ms: 0,
+                    rack: None,
+                })
+                .collect(),
+            current_leader: Some(1),
+            leader_epoch: 0,
+            reason: ElectionReason::LeaderFailure,
+            unclean_allowed: false,
+        };
+        assert_eq!(policies.elect(None, &state).leader, Some(2));
+
+        for n in [1u32, 3, 12] {
+            let key = b"user-17";
+            assert_eq!(
+                policies.partition(None, "t", Some(key), 10, n),
+                weir_partitioner_default::partition_for_key(key, n)
+            );
+        }
+        let keys: Vec<Option<&[u8]>> = vec![Some(b"a"), None, Some(b"bb")];
+        let batch = policies.partition_batch(None, "t", &keys, &[1, 1, 1], 5);
+        assert_eq!(
+            batch[0],
+            weir_partitioner_default::partition_for_key(b"a", 5)
+        );
+        assert_eq!(
+            batch[2],
+            weir_partitioner_default::partition_for_key(b"bb", 5)
+        );
+
+        let request = Request {
+            stage: Stage::BeforeAppend,
+            acks: -1,
+            min_insync_replicas: 2,
+            replicas: vec![ReplicaProgress {
+                broker_id: 1,
+                in_isr: true,
+                log_end_offset: 10,
+                rack_id: None,
+            }],
+            leader_log_end_offset: 10,
+            high_watermark: 10,
+            flushed_offset: 0,
+            last_offset: 9,
+            elapsed_ms: 0,
+        };
+        assert_eq!(policies.decide(None, &request), Decision::Fail(19));
+        let mut out = String::new();
+        policies.render_metrics(&mut out);
+        assert!(
+            out.contains("weir_policy_calls_total{policy=\"acks\",plugin=\"acks-default\""),
+            "{out}"
+        );
+        assert_eq!(policies.failure_count("acks-default"), 0);
+    }
+
+    #[test]
+    fn builtins_pass_their_own_conformance_scenarios() {
+        let policies = Policies::open(None, test_config()).expect("open");
+        for (kind, _, bytes) in defaults::BUILTIN {
+            let (tested, outcomes) = policies.test(bytes, &[]).expect("test");
+            assert_eq!(tested, kind);
+            assert!(outcomes.len() >= 2);
+            for outcome in outcomes {
+                assert!(outcome.passed, "{kind:?}: {outcome:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn install_activate_rollback_remove_persist() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let policies = Policies::open(Some(dir.path()), test_config()).expect("open");
+        let bytes = defaults::PARTITIONER;
+        let info = policies.install("mine", None, bytes, 1).expect("install");
+        assert_eq!(info.versions.len(), 1);
+        assert_eq!(
+            info.current_version, None,
+            "install alone does not activate"
+        );
+        policies
+            .install("mine", Some("2"), bytes, 2)
+            .expect("second version");
+        assert!(
+            policies
+                .install("mine", Some("2"), defaults::ACKS, 3)
+                .is_err()
+        );
+        assert!(
+            policies
+                .install("election-default", None, bytes, 3)
+                .is_err()
+        );
+        policies
+            .activate("mine", Some("1"), true)
+            .expect("activate 1");
+        let info = policies
+            .activate("mine", None, true)
+            .expect("activate newest");
+        assert_eq!(info.current_version.as_deref(), Some("2"));
+        assert!(info.default_for_kind);
+        let info = policies.rollback("mine").expect("rollback");
+        assert_eq!(info.current_version.as_deref(), Some("1"));
+        assert!(policies.rollback("mine").is_err(), "nothing earlier");
+        assert!(policies.remove("mine", &[]).is_err(), "still the default");
+        drop(policies);
+
+        let reopened = Policies::open(Some(dir.path()), test_config()).expect("reopen");
+        let info = reopened.info("mine").expect("persisted");
+        assert_eq!(info.current_version.as_deref(), Some("1"));
+        assert!(info.default_for_kind);
+        assert_eq!(reopened.partition(None, "t", Some(b"k"), 1, 4), {
+            weir_partitioner_default::partition_for_key(b"k", 4)
+        });
+        reopened
+            .activate("partitioner-default", None, true)
+            .expect("back to built-in");
+        assert!(reopened.remove("mine", &["t".into()]).is_err(), "bound");
+        reopened.remove("mine", &[]).expect("remove");
+        assert!(reopened.info("mine").is_err());
+    }
+
+    #[test]
+    fn a_component_of_the_wrong_shape_is_refused() {
+        let policies = Policies::open(None, test_config()).expect("open");
+        let error = policies
+            .install("junk", None, b"\0asm not really", 0)
+            .expect_err("junk");
+        assert!(error.to_string().contains("compiling"), "{error:#}");
+        assert!(
+            policies
+                .install("bad name!", None, defaults::ACKS, 0)
+                .is_err()
+        );
+    }
+}

@@ -1,0 +1,60 @@
+//! What a valid answer is, for each kind. One place: the runtime falls back when an answer fails
+//! these checks, and the conformance scenarios hold plugins to the same rules before install.
+
+use super::wit::acks::{Decision, Request, Stage};
+use super::wit::election::{BrokerStatus, Election, PartitionState};
+
+/// Longest election reason the host keeps (a plugin's string is logged, never trusted).
+pub const REASON_MAX_CHARS: usize = 256;
+
+pub fn election(state: &PartitionState, answer: &Election) -> Result<(), String> {
+    let Some(leader) = answer.leader else {
+        return Ok(());
+    };
+    let Some(replica) = state.replicas.iter().find(|r| r.broker_id == leader) else {
+        return Err(format!("leader {leader} is not an assigned replica"));
+    };
+    if replica.status != BrokerStatus::Alive {
+        return Err(format!(
+            "leader {leader} is {:?}, not alive",
+            replica.status
+        ));
+    }
+    if !replica.in_isr && !state.unclean_allowed {
+        return Err(format!(
+            "leader {leader} is outside the ISR and unclean election is not allowed"
+        ));
+    }
+    Ok(())
+}
+
+pub fn partition(partition: u32, partition_count: u32) -> Result<(), String> {
+    if partition >= partition_count {
+        return Err(format!(
+            "partition {partition} is out of range (the topic has {partition_count})"
+        ));
+    }
+    Ok(())
+}
+
+pub fn partitions(answer: &[u32], records: usize, partition_count: u32) -> Result<(), String> {
+    if answer.len() != records {
+        return Err(format!("{} partitions for {records} records", answer.len()));
+    }
+    answer
+        .iter()
+        .try_for_each(|&p| partition(p, partition_count))
+}
+
+pub fn decision(request: &Request, answer: &Decision) -> Result<(), String> {
+    match answer {
+        Decision::Fail(0) => Err("fail with error code 0 (NONE)".into()),
+        Decision::Complete
+            if request.stage == Stage::AfterAppend
+                && request.leader_log_end_offset <= request.last_offset =>
+        {
+            Err("complete before the leader holds the records".into())
+        }
+        _ => Ok(()),
+    }
+}
