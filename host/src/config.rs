@@ -139,6 +139,26 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "30000",
         "how long a shutdown waits for in-flight requests",
     ),
+    (
+        "admin.listener",
+        "127.0.0.1:9644",
+        "address of the HTTP admin API (plugins, metrics, HTTP produce)",
+    ),
+    (
+        "policy.call.timeout.ms",
+        "2",
+        "CPU time a partitioner or acks plugin call may use",
+    ),
+    (
+        "policy.election.call.timeout.ms",
+        "10",
+        "CPU time an election plugin call may use",
+    ),
+    (
+        "policy.memory.max.bytes",
+        "16777216",
+        "memory a plugin instance may grow to",
+    ),
 ];
 
 /// Broker-wide `log.*` keys and the topic config each is the default of.
@@ -200,6 +220,9 @@ pub struct BrokerConfig {
     pub connections_max: usize,
     pub queued_max_requests: usize,
     pub shutdown_timeout_ms: u64,
+    pub admin_listener: SocketAddr,
+    /// Sandbox limits of plugin calls (`policy.*`).
+    pub policy: crate::policy::PolicyConfig,
     /// Topic config defaults (`segment.bytes`, ...) derived from the `log.*` keys.
     pub log_defaults: LogConfig,
 }
@@ -263,6 +286,12 @@ impl BrokerConfig {
                 message: format!("'{value}' is not a valid number"),
             })
         }
+        let positive_ms = |key: &str| -> Result<std::time::Duration, ConfigError> {
+            match number::<u64>(key, &get(key))? {
+                0 => Err(invalid(key, "must be at least 1".to_string())),
+                ms => Ok(std::time::Duration::from_millis(ms)),
+            }
+        };
         let listener_text = get("listeners");
         let listener =
             parse_listener(&listener_text).map_err(|message| invalid("listeners", message))?;
@@ -325,6 +354,20 @@ impl BrokerConfig {
             )?
             .max(1),
             shutdown_timeout_ms: number("shutdown.timeout.ms", &get("shutdown.timeout.ms"))?,
+            admin_listener: get("admin.listener").parse().map_err(|_| {
+                invalid(
+                    "admin.listener",
+                    format!("'{}' is not HOST:PORT", get("admin.listener")),
+                )
+            })?,
+            policy: crate::policy::PolicyConfig {
+                call_timeout: positive_ms("policy.call.timeout.ms")?,
+                election_call_timeout: positive_ms("policy.election.call.timeout.ms")?,
+                memory_max_bytes: number(
+                    "policy.memory.max.bytes",
+                    &get("policy.memory.max.bytes"),
+                )?,
+            },
             log_defaults,
             values,
         })

@@ -59,6 +59,8 @@ pub struct Broker {
     logs: LogManager,
     store: Mutex<TopicStore>,
     partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
+    /// The policy plugins (election, partitioner, acks) this broker runs.
+    pub policies: Arc<crate::policy::Policies>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -67,7 +69,46 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// The plugin registry's directory under `log.dirs` (not a partition name: it has no `-N`).
+pub const PLUGINS_DIR: &str = "plugins";
+
 impl Broker {
+    /// A topic's `policy.<kind>` configs must name installed plugins of that kind.
+    fn check_policy_bindings(&self, configs: &BTreeMap<String, String>) -> Result<(), ApiError> {
+        for (key, name) in configs {
+            let Some(kind) = crate::policy::PolicyKind::from_topic_config(key) else {
+                continue;
+            };
+            match self.policies.kind_of(name) {
+                Some(installed) if installed == kind => {}
+                Some(installed) => {
+                    return Err(ApiError::new(
+                        ResponseError::InvalidConfig,
+                        format!(
+                            "{key}={name}: `{name}` is a {} plugin",
+                            installed.interface()
+                        ),
+                    ));
+                }
+                None => {
+                    return Err(ApiError::new(
+                        ResponseError::InvalidConfig,
+                        format!("{key}={name}: no plugin named `{name}` is installed"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The plugin a topic binds for `kind` (its `policy.<kind>` config), if any.
+    pub fn policy_binding<'t>(
+        topic: &'t TopicRecord,
+        kind: crate::policy::PolicyKind,
+    ) -> Option<&'t str> {
+        topic.configs.get(kind.topic_config()).map(String::as_str)
+    }
+
     /// Opens the data directory: topic metadata, then every partition log (recovering as needed).
     pub fn open(config: BrokerConfig) -> anyhow::Result<Arc<Broker>> {
         std::fs::create_dir_all(&config.log_dir).map_err(|error| {
@@ -94,11 +135,14 @@ impl Broker {
                 .cloned()
                 .unwrap_or_else(|| defaults.clone())
         })?;
+        let policies =
+            crate::policy::Policies::open(Some(&config.log_dir.join(PLUGINS_DIR)), config.policy)?;
         let broker = Broker {
             config,
             logs,
             store: Mutex::new(store),
             partitions: RwLock::new(HashMap::new()),
+            policies,
         };
         let topics: Vec<TopicRecord> = lock(&broker.store).all().cloned().collect();
         for topic in topics {
@@ -230,6 +274,7 @@ impl Broker {
         }
         topic_log_config(&self.config.log_defaults, &configs)
             .map_err(|message| ApiError::new(ResponseError::InvalidConfig, message))?;
+        self.check_policy_bindings(&configs)?;
         let mut store = lock(&self.store);
         if store.get(name).is_some() {
             return Err(ApiError::new(
@@ -298,7 +343,10 @@ impl Broker {
                 let value = match key {
                     MIN_INSYNC_REPLICAS => self.config.min_insync_replicas.to_string(),
                     topics::CLEANUP_POLICY => "delete".to_string(),
-                    _ => self.config.log_defaults.get(key).unwrap_or_default(),
+                    _ => match crate::policy::PolicyKind::from_topic_config(key) {
+                        Some(kind) => self.policies.default_plugin(kind),
+                        None => self.config.log_defaults.get(key).unwrap_or_default(),
+                    },
                 };
                 let source = match broker_key {
                     Some(broker_key) if !self.config.is_default(broker_key) => {
@@ -332,6 +380,7 @@ impl Broker {
         change(&mut topic.configs)?;
         let log_config = topic_log_config(&self.config.log_defaults, &topic.configs)
             .map_err(|message| ApiError::new(ResponseError::InvalidConfig, message))?;
+        self.check_policy_bindings(&topic.configs)?;
         if validate_only {
             return Ok(());
         }

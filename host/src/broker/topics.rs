@@ -27,6 +27,7 @@ pub fn topic_config_keys() -> impl Iterator<Item = &'static str> {
     [CLEANUP_POLICY, MIN_INSYNC_REPLICAS]
         .into_iter()
         .chain(LogConfig::KEYS)
+        .chain(crate::policy::PolicyKind::ALL.map(crate::policy::PolicyKind::topic_config))
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -99,6 +100,8 @@ pub fn topic_log_config(
                     return Err(format!("{key}={value} is not supported; only 'delete' is"));
                 }
             }
+            // Plugin bindings are checked by the broker against the installed plugins.
+            _ if crate::policy::PolicyKind::from_topic_config(key).is_some() => {}
             _ => config.set(key, value).map_err(|error| error.to_string())?,
         }
     }

@@ -52,6 +52,13 @@ impl PolicyKind {
         }
     }
 
+    /// The kind a topic config key binds, if it is one of `policy.*`.
+    pub fn from_topic_config(key: &str) -> Option<PolicyKind> {
+        PolicyKind::ALL
+            .into_iter()
+            .find(|kind| kind.topic_config() == key)
+    }
+
     /// The topic config that binds a topic to a plugin of this kind.
     pub fn topic_config(self) -> &'static str {
         match self {

@@ -361,6 +361,11 @@ impl Policies {
         )
     }
 
+    /// The name of the broker-wide plugin of `kind`.
+    pub fn default_plugin(&self, kind: PolicyKind) -> String {
+        self.active.load().defaults[&kind].id.name.clone()
+    }
+
     /// The kind of an installed (or built-in) plugin.
     pub fn kind_of(&self, name: &str) -> Option<PolicyKind> {
         if let Some(plugin) = self.builtin.values().find(|p| p.id.name == name) {

@@ -6,12 +6,15 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::Notify;
 
 use super::producer_state::{BatchMetadata, ProducerStateTable, SequenceCheck};
+use crate::policy::wit::acks;
 use crate::storage::manager::SharedLog;
 use crate::storage::{BatchHeader, Log, LogError, TopicPartition};
 
 /// Kafka error codes the produce path returns beyond storage's own.
 pub mod error_code {
+    pub const REQUEST_TIMED_OUT: i16 = 7;
     pub const NOT_ENOUGH_REPLICAS: i16 = 19;
+    pub const NOT_ENOUGH_REPLICAS_AFTER_APPEND: i16 = 20;
     pub const INVALID_RECORD: i16 = 87;
     pub const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
     pub const INVALID_PRODUCER_EPOCH: i16 = 47;
@@ -41,6 +44,7 @@ impl From<LogError> for ProduceError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProduceResult {
     pub base_offset: u64,
+    pub last_offset: u64,
     pub log_start_offset: u64,
     /// True when the batch was a retry of one already written.
     pub duplicate: bool,
@@ -111,23 +115,103 @@ impl Partition {
         &self.data_arrived
     }
 
-    /// Appends a producer's record set as leader. `acks` and `min_insync_replicas` decide, as in
-    /// Kafka, whether acks=all may proceed with the current ISR (here: this broker alone).
-    pub fn append_as_leader(
+    /// What the acks plugin is asked about this partition: its replicas' progress (here the
+    /// ISR is this broker alone), log end offset, high watermark and flushed offset.
+    pub fn acks_request(
+        &self,
+        leader_id: i32,
+        stage: acks::Stage,
+        produce: &ProduceAcks,
+        last_offset: u64,
+    ) -> acks::Request {
+        let (log_end_offset, flushed_offset) = {
+            let log = self.log();
+            (log.log_end_offset(), log.recovery_point())
+        };
+        acks::Request {
+            stage,
+            acks: produce.acks,
+            min_insync_replicas: produce.min_insync_replicas,
+            replicas: vec![acks::ReplicaProgress {
+                broker_id: leader_id,
+                in_isr: true,
+                log_end_offset: log_end_offset as i64,
+                rack_id: None,
+            }],
+            leader_log_end_offset: log_end_offset as i64,
+            high_watermark: self.high_watermark() as i64,
+            flushed_offset: flushed_offset as i64,
+            last_offset: last_offset as i64,
+            elapsed_ms: produce.arrived.elapsed().as_millis().min(u32::MAX as u128) as u32,
+        }
+    }
+
+    /// Produce as leader: the acks plugin may refuse before the append; after it, the request
+    /// completes, fails, or waits in "purgatory" until a progress event (an append, a flush)
+    /// lets the plugin complete it or the request's timeout passes (REQUEST_TIMED_OUT).
+    pub async fn produce(
         &self,
         records: &[u8],
-        acks: i16,
-        min_insync_replicas: u32,
+        produce: &ProduceAcks,
+        decide: impl Fn(&acks::Request) -> acks::Decision,
     ) -> Result<ProduceResult, ProduceError> {
-        const IN_SYNC_REPLICAS: u32 = 1;
-        if acks == -1 && IN_SYNC_REPLICAS < min_insync_replicas {
+        let leader_log_end_offset = self.log().log_end_offset();
+        let expected_last_offset =
+            (leader_log_end_offset + record_count(records)).saturating_sub(1);
+        let before = self.acks_request(
+            produce.leader_id,
+            acks::Stage::BeforeAppend,
+            produce,
+            expected_last_offset,
+        );
+        if let acks::Decision::Fail(code) = decide(&before) {
             return Err(ProduceError::new(
-                error_code::NOT_ENOUGH_REPLICAS,
-                format!(
-                    "ISR has {IN_SYNC_REPLICAS} replica, min.insync.replicas is {min_insync_replicas}"
-                ),
+                code,
+                refusal_message(code, produce.min_insync_replicas),
             ));
         }
+        let result = self.append_as_leader(records)?;
+        if produce.acks == 0 || result.duplicate {
+            return Ok(result);
+        }
+        let deadline = produce.arrived + produce.timeout;
+        loop {
+            // Registered before asking, so an append between the question and the wait wakes it.
+            let progressed = self.data_arrived.notified();
+            let request = self.acks_request(
+                produce.leader_id,
+                acks::Stage::AfterAppend,
+                produce,
+                result.last_offset,
+            );
+            match decide(&request) {
+                acks::Decision::Complete => return Ok(result),
+                acks::Decision::Fail(code) => {
+                    return Err(ProduceError::new(
+                        code,
+                        refusal_message(code, produce.min_insync_replicas),
+                    ));
+                }
+                acks::Decision::Wait => {}
+            }
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                return Err(ProduceError::new(
+                    error_code::REQUEST_TIMED_OUT,
+                    format!(
+                        "the acks policy was still waiting after the request's timeout of {} ms",
+                        produce.timeout.as_millis()
+                    ),
+                ));
+            }
+            // Flushes do not notify: look again at least every PURGATORY_RECHECK.
+            let wait = (deadline - now).min(PURGATORY_RECHECK);
+            let _ = tokio::time::timeout(wait, progressed).await;
+        }
+    }
+
+    /// Appends a producer's record set as leader (the acks policy is [`Partition::produce`]'s).
+    pub fn append_as_leader(&self, records: &[u8]) -> Result<ProduceResult, ProduceError> {
         let header = BatchHeader::parse(records)
             .ok_or_else(|| ProduceError::new(2, "record set shorter than a batch header"))?;
         let idempotent = header.producer_id >= 0;
@@ -151,6 +235,7 @@ impl Partition {
                 SequenceCheck::Duplicate(cached) => {
                     return Ok(ProduceResult {
                         base_offset: cached.first_offset,
+                        last_offset: cached.last_offset,
                         log_start_offset: self.log().log_start_offset(),
                         duplicate: true,
                     });
@@ -193,6 +278,7 @@ impl Partition {
         self.data_arrived.notify_waiters();
         Ok(ProduceResult {
             base_offset: info.first_offset,
+            last_offset: info.last_offset,
             log_start_offset,
             duplicate: false,
         })
@@ -209,6 +295,43 @@ impl Partition {
         }
         Ok(self.log().delete_records_before(offset)?)
     }
+}
+
+/// How long a waiting produce goes without looking at the acks policy again.
+const PURGATORY_RECHECK: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// One produce request's terms, as the acks policy sees them.
+#[derive(Debug, Clone, Copy)]
+pub struct ProduceAcks {
+    pub leader_id: i32,
+    pub acks: i16,
+    pub min_insync_replicas: u32,
+    pub timeout: std::time::Duration,
+    pub arrived: std::time::Instant,
+}
+
+fn refusal_message(code: i16, min_insync_replicas: u32) -> String {
+    match code {
+        error_code::NOT_ENOUGH_REPLICAS | error_code::NOT_ENOUGH_REPLICAS_AFTER_APPEND => format!(
+            "the ISR is smaller than min.insync.replicas ({min_insync_replicas}); the acks policy refused"
+        ),
+        code => format!("the acks policy failed the request with error code {code}"),
+    }
+}
+
+/// Records in a record set (the sum of its batches' counts), read from the batch headers.
+fn record_count(records: &[u8]) -> u64 {
+    let mut rest = records;
+    let mut count = 0u64;
+    while let Some(header) = BatchHeader::parse(rest) {
+        count += u64::try_from(header.last_offset_delta).unwrap_or(0) + 1;
+        let size = header.total_size();
+        if size == 0 || size > rest.len() {
+            break;
+        }
+        rest = &rest[size..];
+    }
+    count.max(1)
 }
 
 fn batch_metadata(header: &BatchHeader) -> BatchMetadata {

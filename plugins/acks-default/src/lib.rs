@@ -35,6 +35,7 @@ impl AcksPolicy for DefaultAcks {
     }
 }
 
+#[cfg(feature = "component")]
 weir_plugin_sdk::export_acks!(DefaultAcks);
 
 #[cfg(test)]

@@ -54,6 +54,7 @@ impl ElectionPolicy for DefaultElection {
     }
 }
 
+#[cfg(feature = "component")]
 weir_plugin_sdk::export_election!(DefaultElection);
 
 #[cfg(test)]

@@ -117,6 +117,7 @@ impl Partitioner for DefaultPartitioner {
     }
 }
 
+#[cfg(feature = "component")]
 weir_plugin_sdk::export_partitioner!(DefaultPartitioner);
 
 #[cfg(test)]

@@ -64,7 +64,9 @@ pub async fn handle(broker: &Broker, request: Request) -> Option<ResponseKind> {
             ResponseKind::Metadata(metadata::handle(broker, version, body))
         }
         RequestKind::Produce(body) => {
-            return produce::handle(broker, version, body).map(ResponseKind::Produce);
+            return produce::handle(broker, version, body)
+                .await
+                .map(ResponseKind::Produce);
         }
         RequestKind::Fetch(body) => ResponseKind::Fetch(fetch::handle(broker, version, body).await),
         RequestKind::ListOffsets(body) => {
