@@ -5,6 +5,9 @@
 //! - [`broker`]: the shell a `weir serve` process runs: topics, partitions, periodic work.
 //! - [`replication`]: a partition replica's state (high watermark, leader epoch, producers).
 //! - [`storage`]: partition logs on disk (segments, indexes, recovery, retention, checkpoints).
+//! - [`policy`]: the WebAssembly policy plugins (election, partitioner, acks): sandbox, registry,
+//!   hot swap, fallback.
+//! - [`controller`]: elections through the [`controller::election::LeaderElector`] trait.
 //! - [`config`]: broker configuration with Kafka's property names.
 //! - [`tools`]: offline tools over the data directory (`weir log dump`).
 //! - [`cli`]: the client commands (`weir topics`, `produce`, `consume`) and their Kafka client.
@@ -16,6 +19,7 @@ pub mod broker;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod controller;
 pub mod policy;
 pub mod protocol;
 pub mod replication;
