@@ -92,26 +92,32 @@ pub fn classify(error: &wasmtime::Error) -> Fault {
 pub struct StoreState {
     label: Arc<str>,
     limits: CallLimits,
-    call_cpu_start_ns: u64,
-    call_wall_start: Instant,
+    /// Thread CPU time at the running call's first epoch tick; none before that tick.
+    call_cpu_start_ns: Option<u64>,
+    /// Epoch ticks seen by the running call: its wall time in ticks.
+    call_ticks: u32,
     log_window_start: Instant,
     log_lines_in_window: u32,
 }
 
 impl StoreState {
+    /// Reads no clock: thread CPU time is a system call (it has no vDSO fast path), and nearly
+    /// every call ends before the next tick, so the clock is read only once a tick arrives.
     fn begin_call(&mut self) {
-        self.call_cpu_start_ns = thread_cpu_time_ns();
-        self.call_wall_start = Instant::now();
+        self.call_cpu_start_ns = None;
+        self.call_ticks = 0;
     }
 
-    /// Called on every epoch tick while the guest runs.
-    fn check_deadline(&self) -> wasmtime::Result<UpdateDeadline> {
-        let budget = self.limits.cpu_budget;
-        let cpu_used = thread_cpu_time_ns().saturating_sub(self.call_cpu_start_ns);
-        if cpu_used >= budget.as_nanos() as u64 {
+    /// Called on every epoch tick while the guest runs. The budget counts from the call's first
+    /// tick, so a runaway call is stopped after its budget plus at most one tick of CPU.
+    fn check_deadline(&mut self) -> wasmtime::Result<UpdateDeadline> {
+        self.call_ticks += 1;
+        let now = thread_cpu_time_ns();
+        let start = *self.call_cpu_start_ns.get_or_insert(now);
+        if now.saturating_sub(start) >= self.limits.cpu_budget.as_nanos() as u64 {
             return Err(wasmtime::Error::new(DeadlineExceeded("CPU budget")));
         }
-        if self.call_wall_start.elapsed() >= budget * WALL_CAP_FACTOR {
+        if EPOCH_TICK * self.call_ticks >= self.limits.cpu_budget * WALL_CAP_FACTOR {
             return Err(wasmtime::Error::new(DeadlineExceeded("wall-clock cap")));
         }
         Ok(UpdateDeadline::Continue(1))
@@ -265,14 +271,14 @@ impl PolicyEngine {
             StoreState {
                 label,
                 limits,
-                call_cpu_start_ns: 0,
-                call_wall_start: now,
+                call_cpu_start_ns: None,
+                call_ticks: 0,
                 log_window_start: now,
                 log_lines_in_window: 0,
             },
         );
         store.limiter(|state| state);
-        store.epoch_deadline_callback(|context| context.data().check_deadline());
+        store.epoch_deadline_callback(|mut context| context.data_mut().check_deadline());
         store.set_epoch_deadline(1);
         store
     }

@@ -289,7 +289,10 @@ impl Plugin {
     /// Counts a call's outcome; true when this failure is the one that quarantines the plugin.
     pub fn record_outcome(&self, ok: bool, quarantine_after: u32) -> bool {
         if ok {
-            self.consecutive_failures.store(0, Ordering::Relaxed);
+            // Read first: a store on every call would bounce the cache line between threads.
+            if self.consecutive_failures.load(Ordering::Relaxed) != 0 {
+                self.consecutive_failures.store(0, Ordering::Relaxed);
+            }
             return false;
         }
         let failures = self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;

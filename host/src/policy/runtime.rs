@@ -253,10 +253,13 @@ impl Policies {
         check: impl Fn(&R) -> Result<(), String>,
         last_resort: impl FnOnce() -> R,
     ) -> R {
-        let plugin = self.resolve(kind, binding);
-        for plugin in [plugin, self.builtin[&kind].clone()] {
+        let resolved = self.resolve(kind, binding);
+        let builtin = &self.builtin[&kind];
+        // The built-in is tried second only when the resolved plugin is not already it.
+        let fallback = (!Arc::ptr_eq(&resolved, builtin)).then_some(builtin.as_ref());
+        for plugin in std::iter::once(resolved.as_ref()).chain(fallback) {
             plugin.count_call();
-            let outcome = call(&plugin)
+            let outcome = call(plugin)
                 .map_err(|fault| (fault, String::new()))
                 .and_then(|answer| match check(&answer) {
                     Ok(()) => Ok(answer),
@@ -267,12 +270,7 @@ impl Policies {
                     plugin.record_outcome(true, QUARANTINE_AFTER_FAILURES);
                     return answer;
                 }
-                Err((fault, detail)) => {
-                    self.failed(&plugin, fault, &detail);
-                    if Arc::ptr_eq(&plugin, &self.builtin[&kind]) {
-                        break;
-                    }
-                }
+                Err((fault, detail)) => self.failed(plugin, fault, &detail),
             }
         }
         last_resort()
