@@ -23,7 +23,8 @@ use weir_tests::broker::BrokerProcess;
 #[path = "support/rdkafka_clients.rs"]
 mod rdkafka_clients;
 use rdkafka_clients::{
-    TIMEOUT, admin_options, block_on, client_config, describe_topic_configs, runtime,
+    TIMEOUT, admin_options, assigned_consumer, block_on, client_config, describe_topic_configs,
+    runtime,
 };
 use weir_tests::{XorShift64, batch_positions, partition_dir, segment_file};
 
@@ -69,23 +70,6 @@ fn producer(broker: &BrokerProcess, extra: &[(&str, &str)]) -> anyhow::Result<Fu
         config.set(*key, *value);
     }
     config.create().context("creating the producer")
-}
-
-/// A consumer for `assign`ed partitions. librdkafka wants a group id before it allows `assign`;
-/// nothing here commits or joins, so the broker's lack of group APIs does not matter.
-fn consumer(broker: &BrokerProcess, extra: &[(&str, &str)]) -> anyhow::Result<BaseConsumer> {
-    let mut config = client_config(broker);
-    config
-        .set("group.id", "weir-tests")
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        // The broker answers a connection's requests in order, as Kafka does, so a parked fetch
-        // holds up a watermark or offset query behind it: keep the park short by default.
-        .set("fetch.wait.max.ms", "50");
-    for (key, value) in extra {
-        config.set(*key, *value);
-    }
-    config.create().context("creating the consumer")
 }
 
 fn admin(broker: &BrokerProcess) -> anyhow::Result<AdminClient<DefaultClientContext>> {
@@ -340,7 +324,7 @@ fn round_trip(codec: &str, compression: Compression) -> anyhow::Result<()> {
             records.len()
         );
 
-        let consumer = consumer(broker, &[])?;
+        let consumer = assigned_consumer(broker, &[])?;
         let consumed = consume(&consumer, &topic, Offset::Beginning, records.len())?;
         check_consumed(&consumed, &records)?;
 
@@ -419,7 +403,7 @@ fn large_messages_round_trip_and_oversized_ones_are_refused() -> anyhow::Result<
             offsets == [0, 1, 2],
             "large records got offsets {offsets:?}"
         );
-        let consumer = consumer(broker, &[])?;
+        let consumer = assigned_consumer(broker, &[])?;
         check_consumed(
             &consume(&consumer, "large", Offset::Beginning, large.len())?,
             &large,
@@ -487,7 +471,7 @@ fn idempotent_producer_delivers_everything_once_in_order() -> anyhow::Result<()>
         let expected: Vec<i64> = (0..count as i64).collect();
         ensure!(offsets == expected, "delivery offsets are not 0..{count}");
 
-        let consumer = consumer(broker, &[])?;
+        let consumer = assigned_consumer(broker, &[])?;
         check_consumed(
             &consume(&consumer, "idempotent", Offset::Beginning, count)?,
             &records,
@@ -537,7 +521,7 @@ fn offsets_for_times_and_watermarks() -> anyhow::Result<()> {
         let producer = producer(broker, &[])?;
         produce_ok(&runtime, &producer, "timed", &records)?;
 
-        let consumer = consumer(broker, &[])?;
+        let consumer = assigned_consumer(broker, &[])?;
         let (low, high) = consumer.fetch_watermarks("timed", 0, TIMEOUT)?;
         ensure!((low, high) == (0, 20), "watermarks ({low}, {high})");
 
@@ -612,7 +596,7 @@ fn admin_client_creates_lists_and_deletes_topics() -> anyhow::Result<()> {
     with_broker(&[], |broker| {
         let runtime = runtime()?;
         let admin = admin(broker)?;
-        let consumer = consumer(broker, &[])?;
+        let consumer = assigned_consumer(broker, &[])?;
         let options = admin_options();
         let create = |topic: NewTopic<'_>| -> anyhow::Result<TopicResult> {
             single_result(block_on(
@@ -741,7 +725,7 @@ fn long_poll_wakes_when_a_record_arrives() -> anyhow::Result<()> {
         // the broker's, not the client's start-up.
         produce_ok(&runtime, &producer, "warm-up", &[TestRecord::value("x")])?;
 
-        let consumer = consumer(
+        let consumer = assigned_consumer(
             broker,
             &[("fetch.wait.max.ms", "10000"), ("fetch.min.bytes", "1")],
         )?;
@@ -793,7 +777,7 @@ fn default_timestamps_are_create_time() -> anyhow::Result<()> {
         let after = Timestamp::now()
             .to_millis()
             .context("the clock is before 1970")?;
-        let consumer = consumer(broker, &[])?;
+        let consumer = assigned_consumer(broker, &[])?;
         let consumed = consume(&consumer, "now", Offset::Beginning, 1)?;
         let timestamp = consumed[0].record.timestamp.context("no timestamp")?;
         ensure!(

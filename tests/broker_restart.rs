@@ -106,14 +106,7 @@ fn consume(
     partition: i32,
     count: usize,
 ) -> anyhow::Result<Vec<(i64, Record)>> {
-    let consumer: BaseConsumer = client_config(broker)
-        // librdkafka wants a group id before it allows assign(); nothing joins or commits.
-        .set("group.id", "weir-restart-tests")
-        .set("enable.auto.commit", "false")
-        // The broker answers a connection's requests in order, as Kafka does, so a parked fetch
-        // holds up the watermark query behind it: keep the park short.
-        .set("fetch.wait.max.ms", "50")
-        .create()?;
+    let consumer: BaseConsumer = rdkafka_clients::assigned_consumer(broker, &[])?;
     let mut assignment = TopicPartitionList::new();
     assignment.add_partition_offset(TOPIC, partition, Offset::Beginning)?;
     consumer.assign(&assignment)?;

@@ -85,3 +85,25 @@ pub fn describe_topic_configs(
             .collect(),
     ))
 }
+
+/// A consumer for `assign`ed partitions. librdkafka wants a group id before it allows `assign`;
+/// nothing here commits or joins, so the broker's lack of group APIs does not matter.
+pub fn assigned_consumer(
+    broker: &BrokerProcess,
+    extra: &[(&str, &str)],
+) -> anyhow::Result<rdkafka::consumer::BaseConsumer> {
+    let mut config = client_config(broker);
+    config
+        .set("group.id", "weir-tests")
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        // The broker answers a connection's requests in order, as Kafka does, so a parked fetch
+        // holds up a watermark or offset query behind it: keep the park short by default.
+        .set("fetch.wait.max.ms", "50");
+    for (key, value) in extra {
+        config.set(*key, *value);
+    }
+    config
+        .create()
+        .map_err(|error| anyhow!("creating the consumer: {error}"))
+}

@@ -102,10 +102,7 @@ impl Broker {
     }
 
     /// The plugin a topic binds for `kind` (its `policy.<kind>` config), if any.
-    pub fn policy_binding<'t>(
-        topic: &'t TopicRecord,
-        kind: crate::policy::PolicyKind,
-    ) -> Option<&'t str> {
+    pub fn policy_binding(topic: &TopicRecord, kind: crate::policy::PolicyKind) -> Option<&str> {
         topic.configs.get(kind.topic_config()).map(String::as_str)
     }
 

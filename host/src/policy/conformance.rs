@@ -425,7 +425,8 @@ fn acks_scenarios(plugin: &Plugin) -> Vec<Outcome> {
         Ok(decision) => format!("{decision:?}"),
         Err(fault) => fault.label().to_string(),
     };
-    let named: [(&str, Request, fn(&Decision) -> bool); 3] = [
+    type Expectation = fn(&Decision) -> bool;
+    let named: [(&str, Request, Expectation); 3] = [
         (
             "acks=all, every replica has the records and the high watermark passed them: complete",
             acks_request(Stage::AfterAppend, -1, 2, &[(100, true), (100, true)], 100),

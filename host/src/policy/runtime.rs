@@ -505,10 +505,10 @@ impl Policies {
             .plugins
             .get_mut(name)
             .context("plugin vanished")?;
-        if entry.current.as_deref() != Some(version.as_str()) {
-            if let Some(previous) = entry.current.replace(version.clone()) {
-                entry.history.push(previous);
-            }
+        if entry.current.as_deref() != Some(version.as_str())
+            && let Some(previous) = entry.current.replace(version.clone())
+        {
+            entry.history.push(previous);
         }
         if broker_wide {
             store.registry.defaults.insert(kind, name.to_string());
