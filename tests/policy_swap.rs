@@ -1,0 +1,308 @@
+//! Hot swap of plugin versions under load.
+//!
+//! In process: threads partition records and decide produce requests in a loop while another
+//! thread activates version A, version B and rolls back, over and over. No call fails, every
+//! answer is one that either version gives, and once an activation or rollback returns, the
+//! very next call answers with the version it made current.
+
+// Shared with the host's build script: builds plugin crates to components (included by path
+// because the root package cannot depend on it without a manifest change).
+#[path = "../plugins/build/src/lib.rs"]
+#[allow(dead_code)]
+mod plugin_build;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use weir::policy::wit::acks::{Decision, ReplicaProgress, Request, Stage};
+use weir::policy::{Policies, PolicyConfig, defaults};
+
+/// The broker's default sandbox limits (`policy.*` in `host/src/config.rs`).
+const CONFIG: PolicyConfig = PolicyConfig {
+    election_call_timeout: Duration::from_millis(10),
+    call_timeout: Duration::from_millis(2),
+    memory_max_bytes: 16 << 20,
+};
+
+const SWAP_PLUGINS: &[&str] = &[
+    "weir-test-swap-a",
+    "weir-test-swap-b",
+    "weir-test-hostile-acks",
+];
+
+/// Every swap test plugin's component bytes by package name, built once per test binary in the
+/// directory the host's build script uses (`<target>/plugins`), so builds are shared.
+fn component(package: &str) -> &'static [u8] {
+    static BUILT: OnceLock<HashMap<String, Vec<u8>>> = OnceLock::new();
+    let built = BUILT.get_or_init(|| {
+        let target_dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
+            .join("plugins");
+        let paths = plugin_build::Build {
+            cargo: std::env::var_os("CARGO").map_or_else(|| "cargo".into(), PathBuf::from),
+            rustc: std::env::var_os("RUSTC").map_or_else(|| "rustc".into(), PathBuf::from),
+            manifest: Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"),
+            packages: SWAP_PLUGINS,
+            target_dir,
+        }
+        .run()
+        .expect("building the swap test plugins");
+        SWAP_PLUGINS
+            .iter()
+            .zip(paths)
+            .map(|(package, path)| {
+                let bytes = std::fs::read(&path).expect("reading a built component");
+                (package.to_string(), bytes)
+            })
+            .collect()
+    });
+    built
+        .get(package)
+        .unwrap_or_else(|| panic!("{package} is not in SWAP_PLUGINS"))
+}
+
+fn acks_request(stage: Stage, high_watermark: i64) -> Request {
+    Request {
+        stage,
+        acks: -1,
+        min_insync_replicas: 2,
+        replicas: (1..=3)
+            .map(|broker_id| ReplicaProgress {
+                broker_id,
+                in_isr: true,
+                log_end_offset: 100,
+                rack_id: None,
+            })
+            .collect(),
+        leader_log_end_offset: 100,
+        high_watermark,
+        flushed_offset: 100,
+        last_offset: 99,
+        elapsed_ms: 1,
+    }
+}
+
+/// What the registry does with `current` and its rollback history, mirrored to know which
+/// version must answer after each operation.
+#[derive(Debug, Default)]
+struct Model {
+    current: Option<&'static str>,
+    history: Vec<&'static str>,
+}
+
+impl Model {
+    fn activate(&mut self, version: &'static str) {
+        if self.current != Some(version)
+            && let Some(previous) = self.current.replace(version)
+        {
+            self.history.push(previous);
+        }
+    }
+
+    fn rollback(&mut self) -> bool {
+        match self.history.pop() {
+            Some(previous) => {
+                self.current = Some(previous);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// A tiny deterministic generator for the swap sequence.
+fn next(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
+}
+
+#[test]
+fn hot_swap_under_load_never_fails_and_takes_effect_at_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policies = Policies::open(Some(dir.path()), CONFIG).expect("open");
+    const PARTITIONS: u32 = 12;
+    let name = "swapped";
+    policies
+        .install(name, Some("A"), component("weir-test-swap-a"), 1)
+        .expect("install A");
+    policies
+        .install(name, Some("B"), component("weir-test-swap-b"), 2)
+        .expect("install B");
+    // An acks plugin swapped at the same time: the built-in's own bytes against the hostile
+    // plugin, which answers as the built-in unless triggered (never here).
+    let acks = "swapped-acks";
+    policies
+        .install(acks, Some("1"), defaults::ACKS, 1)
+        .expect("install acks 1");
+    policies
+        .install(acks, Some("2"), component("weir-test-hostile-acks"), 2)
+        .expect("install acks 2");
+    policies.activate(acks, Some("1"), true).expect("acks 1");
+
+    // Each key's answer under A (murmur2, as the built-in) and under B (one more, mod n).
+    let keys: Vec<Vec<u8>> = (0..64).map(|i| format!("key-{i}").into_bytes()).collect();
+    let under_a: Vec<u32> = keys
+        .iter()
+        .map(|key| policies.partition(Some("partitioner-default"), "t", Some(key), 0, PARTITIONS))
+        .collect();
+    let under_b: Vec<u32> = under_a.iter().map(|a| (a + 1) % PARTITIONS).collect();
+    let expected = |version: &str| match version {
+        "A" => &under_a,
+        _ => &under_b,
+    };
+    let mut model = Model::default();
+    policies
+        .activate(name, Some("A"), true)
+        .expect("activate A");
+    model.activate("A");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen_a = Arc::new(AtomicU64::new(0));
+    let seen_b = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let keys = Arc::new(keys);
+    let answers = Arc::new((under_a.clone(), under_b.clone()));
+    let mut callers = Vec::new();
+    for thread in 0..4usize {
+        let policies = policies.clone();
+        let stop = stop.clone();
+        let keys = keys.clone();
+        let answers = answers.clone();
+        let (seen_a, seen_b) = (seen_a.clone(), seen_b.clone());
+        callers.push(std::thread::spawn(move || {
+            let (under_a, under_b) = &*answers;
+            let mut calls = 0u64;
+            let mut i = thread;
+            while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                i = (i + 7) % keys.len();
+                match thread {
+                    // One record at a time, broker-wide and by a topic's binding.
+                    0 | 1 => {
+                        let binding = (thread == 1).then_some(name);
+                        let p = policies.partition(binding, "t", Some(&keys[i]), 10, PARTITIONS);
+                        if p == under_a[i] {
+                            seen_a.fetch_add(1, Ordering::Relaxed);
+                        } else if p == under_b[i] {
+                            seen_b.fetch_add(1, Ordering::Relaxed);
+                        } else {
+                            panic!("key {i}: partition {p} is neither A's nor B's");
+                        }
+                    }
+                    // A batch answers wholly from one version.
+                    2 => {
+                        let batch: Vec<Option<&[u8]>> =
+                            keys.iter().map(|k| Some(k.as_slice())).collect();
+                        let sizes = vec![10; batch.len()];
+                        let got = policies.partition_batch(None, "t", &batch, &sizes, PARTITIONS);
+                        assert!(
+                            &got == under_a || &got == under_b,
+                            "a batch mixed versions or answered neither: {got:?}"
+                        );
+                    }
+                    // Produce decisions while the acks plugin is swapped too.
+                    _ => {
+                        assert_eq!(
+                            policies.decide(None, &acks_request(Stage::BeforeAppend, 50)),
+                            Decision::Wait
+                        );
+                        assert_eq!(
+                            policies.decide(None, &acks_request(Stage::AfterAppend, 50)),
+                            Decision::Wait
+                        );
+                        assert_eq!(
+                            policies.decide(None, &acks_request(Stage::AfterAppend, 100)),
+                            Decision::Complete
+                        );
+                    }
+                }
+                calls += 1;
+            }
+            calls
+        }));
+    }
+
+    let mut state = 0x5eed_u64;
+    let mut swaps = 0;
+    let mut refused_rollbacks = 0;
+    let started = Instant::now();
+    while swaps < 150 && Instant::now() < deadline {
+        match next(&mut state) % 3 {
+            0 => {
+                policies
+                    .activate(name, Some("A"), true)
+                    .expect("activate A");
+                model.activate("A");
+            }
+            1 => {
+                policies
+                    .activate(name, Some("B"), true)
+                    .expect("activate B");
+                model.activate("B");
+            }
+            _ => {
+                let rolled = policies.rollback(name);
+                assert_eq!(rolled.is_ok(), model.rollback(), "rollback: {rolled:?}");
+                if rolled.is_err() {
+                    refused_rollbacks += 1;
+                }
+            }
+        }
+        let version = model.current.expect("a current version");
+        let info = policies.info(name).expect("info");
+        assert_eq!(info.current_version.as_deref(), Some(version));
+        // The version just made current answers the very next call, from this thread.
+        let i = swaps % keys.len();
+        assert_eq!(
+            policies.partition(None, "t", Some(&keys[i]), 10, PARTITIONS),
+            expected(version)[i],
+            "swap {swaps}: the call after making {version} current"
+        );
+        let acks_version = if swaps % 2 == 0 { "1" } else { "2" };
+        policies
+            .activate(acks, Some(acks_version), true)
+            .expect("activate acks");
+        swaps += 1;
+    }
+    let swapping = started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let calls: u64 = callers
+        .into_iter()
+        .map(|caller| caller.join().expect("a caller thread panicked"))
+        .sum();
+    eprintln!(
+        "{swaps} swaps ({refused_rollbacks} rollbacks refused: nothing to roll back to) in \
+         {swapping:?} while {calls} calls ran; A answered {}, B {}",
+        seen_a.load(Ordering::Relaxed),
+        seen_b.load(Ordering::Relaxed)
+    );
+    assert_eq!(swaps, 150, "the swaps did not finish in time");
+    assert!(
+        seen_a.load(Ordering::Relaxed) > 0 && seen_b.load(Ordering::Relaxed) > 0,
+        "the callers never saw both versions"
+    );
+    for plugin in [name, acks, "partitioner-default", "acks-default"] {
+        assert_eq!(policies.failure_count(plugin), 0, "{plugin} failed");
+    }
+
+    // After the last swap, every thread sees the last version.
+    let version = model.current.expect("a current version");
+    let answers = std::thread::spawn({
+        let policies = policies.clone();
+        let keys = keys.clone();
+        move || {
+            keys.iter()
+                .map(|key| policies.partition(None, "t", Some(key), 10, PARTITIONS))
+                .collect::<Vec<_>>()
+        }
+    })
+    .join()
+    .expect("reader");
+    assert_eq!(&answers, expected(version));
+}
