@@ -4,12 +4,21 @@
 //! thread activates version A, version B and rolls back, over and over. No call fails, every
 //! answer is one that either version gives, and once an activation or rollback returns, the
 //! very next call answers with the version it made current.
+//!
+//! Across processes: a real broker (`weir serve`) takes acks=all produce requests from
+//! librdkafka while its admin API installs, activates and rolls back acks plugin versions over
+//! and over: every delivery succeeds, and reading the partition back gives every record exactly
+//! once.
 
 // Shared with the host's build script: builds plugin crates to components (included by path
 // because the root package cannot depend on it without a manifest change).
 #[path = "../plugins/build/src/lib.rs"]
 #[allow(dead_code)]
 mod plugin_build;
+
+#[path = "support/rdkafka_clients.rs"]
+#[allow(dead_code)]
+mod rdkafka_clients;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -31,6 +40,7 @@ const SWAP_PLUGINS: &[&str] = &[
     "weir-test-swap-a",
     "weir-test-swap-b",
     "weir-test-hostile-acks",
+    "weir-test-acks-slow",
 ];
 
 /// Every swap test plugin's component bytes by package name, built once per test binary in the
@@ -305,4 +315,246 @@ fn hot_swap_under_load_never_fails_and_takes_effect_at_once() {
     .join()
     .expect("reader");
     assert_eq!(&answers, expected(version));
+}
+
+/// One HTTP/1.1 request to the admin API on `port` (`Connection: close`): the status and the
+/// body. Every read and write gives up after `rdkafka_clients::TIMEOUT`.
+fn http(port: u16, method: &str, path: &str, body: &[u8]) -> anyhow::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(rdkafka_clients::TIMEOUT))?;
+    stream.set_write_timeout(Some(rdkafka_clients::TIMEOUT))?;
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {}\r\n\
+         Content-Type: application/octet-stream\r\nConnection: close\r\n\r\n",
+        body.len()
+    )?;
+    stream.write_all(body)?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response)?;
+    let response = String::from_utf8_lossy(&response).into_owned();
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("not an HTTP response: {response:.200}"))?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+/// [`http`] that must answer `expected`.
+fn admin(port: u16, method: &str, path: &str, body: &[u8], expected: u16) -> String {
+    let (status, text) =
+        http(port, method, path, body).unwrap_or_else(|error| panic!("{method} {path}: {error:#}"));
+    assert_eq!(status, expected, "{method} {path}: {text}");
+    text
+}
+
+#[test]
+fn acks_plugin_swapped_under_a_real_acks_all_producer_loses_nothing() {
+    use rdkafka::Message;
+    use rdkafka::admin::{AdminClient, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    use rdkafka::consumer::Consumer;
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    use rdkafka_clients::{TIMEOUT, admin_options, assigned_consumer, block_on, runtime};
+    use weir_tests::broker::{BrokerProcess, free_port};
+
+    let admin_port = free_port();
+    let admin_listener = format!("admin.listener=127.0.0.1:{admin_port}");
+    let broker = BrokerProcess::start(&[&admin_listener]).expect("start the broker");
+    // The admin API listens once the broker does; poll it.
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        match http(admin_port, "GET", "/v1/plugins", b"") {
+            Ok((200, _)) => break,
+            outcome if Instant::now() > deadline => panic!(
+                "the admin API on {admin_port} did not answer within {TIMEOUT:?} \
+                 ({outcome:?}):\n{}",
+                broker.log()
+            ),
+            _ => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+
+    // Two versions of one acks plugin: the built-in's own bytes, and a slow one (0.3 ms of CPU
+    // per decision) with the same answers.
+    let name = "swapped-acks";
+    admin(
+        admin_port,
+        "POST",
+        &format!("/v1/plugins?name={name}&version=1"),
+        defaults::ACKS,
+        201,
+    );
+    admin(
+        admin_port,
+        "POST",
+        &format!("/v1/plugins?name={name}&version=2"),
+        component("weir-test-acks-slow"),
+        201,
+    );
+    admin(
+        admin_port,
+        "POST",
+        &format!("/v1/plugins/{name}/activate"),
+        br#"{"version": "1"}"#,
+        200,
+    );
+
+    let runtime = runtime().expect("runtime");
+    let topic = "swapped";
+    let client: AdminClient<DefaultClientContext> = rdkafka_clients::client_config(&broker)
+        .create()
+        .expect("admin client");
+    let created = block_on(
+        &runtime,
+        "CreateTopics",
+        client.create_topics(
+            [&NewTopic::new(topic, 1, TopicReplication::Fixed(1))],
+            &admin_options(),
+        ),
+    )
+    .expect("create the topic")
+    .expect("CreateTopics");
+    assert!(created.iter().all(Result::is_ok), "{created:?}");
+
+    // Swap versions in a loop until the producer is done.
+    let done = Arc::new(AtomicBool::new(false));
+    let swaps = Arc::new(AtomicU64::new(0));
+    let swapper = std::thread::spawn({
+        let (done, swaps) = (done.clone(), swaps.clone());
+        move || {
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while !done.load(Ordering::Relaxed) && Instant::now() < deadline {
+                let (path, body): (_, &[u8]) = match swaps.load(Ordering::Relaxed) % 3 {
+                    0 => ("activate", br#"{"version": "2"}"#),
+                    1 => ("rollback", b""),
+                    _ => ("activate", br#"{"version": "1"}"#),
+                };
+                admin(
+                    admin_port,
+                    "POST",
+                    &format!("/v1/plugins/{name}/{path}"),
+                    body,
+                    200,
+                );
+                swaps.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    });
+
+    // acks=all, no idempotence: a request the broker failed would come back as a retry and
+    // show up below as a duplicate, or as a failed delivery. Small waves of records, so that
+    // produce requests keep arriving across many swaps.
+    const MIN_RECORDS: usize = 3000;
+    const MIN_SWAPS: u64 = 30;
+    const WAVE: usize = 10;
+    let producer: FutureProducer = rdkafka_clients::client_config(&broker)
+        .set("acks", "all")
+        .set("enable.idempotence", "false")
+        .set("linger.ms", "0")
+        .set("message.timeout.ms", "15000")
+        .create()
+        .expect("producer");
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(90);
+    let mut produced = 0usize;
+    while (produced < MIN_RECORDS || swaps.load(Ordering::Relaxed) < MIN_SWAPS)
+        && Instant::now() < deadline
+    {
+        let wave = produced..produced + WAVE;
+        let pending: Vec<_> = wave
+            .clone()
+            .map(|i| {
+                let value = format!("record-{i}");
+                producer
+                    .send_result(
+                        FutureRecord::<[u8], _>::to(topic)
+                            .partition(0)
+                            .payload(&value),
+                    )
+                    .unwrap_or_else(|(error, _)| panic!("queueing record {i}: {error}"))
+            })
+            .collect();
+        let results = block_on(&runtime, "deliveries", async {
+            let mut results = Vec::new();
+            for delivery in pending {
+                results.push(delivery.await);
+            }
+            results
+        })
+        .expect("deliveries within the timeout");
+        for (i, result) in wave.zip(results) {
+            match result {
+                Ok(Ok(_)) => {}
+                Ok(Err((error, _))) => panic!("record {i} was not delivered: {error}"),
+                Err(_) => panic!("record {i}: the delivery report was dropped"),
+            }
+        }
+        produced += WAVE;
+    }
+    let producing = started.elapsed();
+    done.store(true, Ordering::Relaxed);
+    swapper.join().expect("the swapper panicked");
+    let swaps = swaps.load(Ordering::Relaxed);
+    eprintln!(
+        "{produced} acks=all records in {producing:?} while the acks plugin swapped {swaps} times"
+    );
+    assert!(
+        produced >= MIN_RECORDS && swaps >= MIN_SWAPS,
+        "only {produced} records and {swaps} swaps within {producing:?}"
+    );
+
+    // Every record exactly once, in order.
+    let consumer = assigned_consumer(&broker, &[]).expect("consumer");
+    let mut assignment = rdkafka::TopicPartitionList::new();
+    assignment
+        .add_partition_offset(topic, 0, rdkafka::Offset::Beginning)
+        .expect("assignment");
+    consumer.assign(&assignment).expect("assign");
+    let deadline = Instant::now() + TIMEOUT;
+    let mut values = Vec::new();
+    while values.len() < produced && Instant::now() < deadline {
+        if let Some(message) = consumer.poll(Duration::from_millis(200)) {
+            let message = message.expect("a consumer error");
+            values
+                .push(String::from_utf8_lossy(message.payload().unwrap_or_default()).into_owned());
+        }
+    }
+    // Anything beyond what was produced (a duplicate) arrives right behind: give it a moment.
+    let extra_until = Instant::now() + Duration::from_millis(500);
+    while Instant::now() < extra_until {
+        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) {
+            values
+                .push(String::from_utf8_lossy(message.payload().unwrap_or_default()).into_owned());
+        }
+    }
+    let expected: Vec<String> = (0..produced).map(|i| format!("record-{i}")).collect();
+    assert_eq!(values.len(), produced, "records lost or duplicated");
+    assert_eq!(values, expected, "records out of order");
+
+    let (_, metrics) = http(admin_port, "GET", "/metrics", b"").expect("metrics");
+    let failures: Vec<&str> = metrics
+        .lines()
+        .filter(|line| line.starts_with("weir_policy_failures_total{"))
+        .filter(|line| !line.ends_with(" 0"))
+        .collect();
+    assert!(failures.is_empty(), "policy failures: {failures:?}");
+    // Both versions decided produce requests.
+    for version in ["1", "2"] {
+        let series = format!(
+            "weir_policy_calls_total{{policy=\"acks\",plugin=\"{name}\",version=\"{version}\"}} "
+        );
+        let calls: u64 = metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(&series)?.trim().parse().ok())
+            .unwrap_or(0);
+        eprintln!("version {version} decided {calls} times");
+        assert!(calls > 0, "version {version} never decided:\n{metrics}");
+    }
 }
