@@ -20,7 +20,7 @@ use crate::clock::thread_cpu_time_ns;
 pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 
 /// A call may also never hold its thread longer than this many times its CPU budget in wall
-/// time, even when it is preempted rather than running.
+/// time (counted from its first tick), even when it is preempted rather than running.
 const WALL_CAP_FACTOR: u32 = 50;
 
 /// Log lines a plugin may write per second before the rest are dropped.
@@ -92,10 +92,8 @@ pub fn classify(error: &wasmtime::Error) -> Fault {
 pub struct StoreState {
     label: Arc<str>,
     limits: CallLimits,
-    /// Thread CPU time at the running call's first epoch tick; none before that tick.
-    call_cpu_start_ns: Option<u64>,
-    /// Epoch ticks seen by the running call: its wall time in ticks.
-    call_ticks: u32,
+    /// Thread CPU time and wall time at the running call's first epoch tick; none before it.
+    call_first_tick: Option<(u64, Instant)>,
     log_window_start: Instant,
     log_lines_in_window: u32,
 }
@@ -104,20 +102,21 @@ impl StoreState {
     /// Reads no clock: thread CPU time is a system call (it has no vDSO fast path), and nearly
     /// every call ends before the next tick, so the clock is read only once a tick arrives.
     fn begin_call(&mut self) {
-        self.call_cpu_start_ns = None;
-        self.call_ticks = 0;
+        self.call_first_tick = None;
     }
 
     /// Called on every epoch tick while the guest runs. The budget counts from the call's first
     /// tick, so a runaway call is stopped after its budget plus at most one tick of CPU.
     fn check_deadline(&mut self) -> wasmtime::Result<UpdateDeadline> {
-        self.call_ticks += 1;
         let now = thread_cpu_time_ns();
-        let start = *self.call_cpu_start_ns.get_or_insert(now);
-        if now.saturating_sub(start) >= self.limits.cpu_budget.as_nanos() as u64 {
+        let (cpu_start, wall_start) = *self
+            .call_first_tick
+            .get_or_insert_with(|| (now, Instant::now()));
+        if now.saturating_sub(cpu_start) >= self.limits.cpu_budget.as_nanos() as u64 {
             return Err(wasmtime::Error::new(DeadlineExceeded("CPU budget")));
         }
-        if EPOCH_TICK * self.call_ticks >= self.limits.cpu_budget * WALL_CAP_FACTOR {
+        // Wall time, preemption included (ticks missed while descheduled arrive as one callback).
+        if wall_start.elapsed() >= self.limits.cpu_budget * WALL_CAP_FACTOR {
             return Err(wasmtime::Error::new(DeadlineExceeded("wall-clock cap")));
         }
         Ok(UpdateDeadline::Continue(1))
@@ -271,8 +270,7 @@ impl PolicyEngine {
             StoreState {
                 label,
                 limits,
-                call_cpu_start_ns: None,
-                call_ticks: 0,
+                call_first_tick: None,
                 log_window_start: now,
                 log_lines_in_window: 0,
             },

@@ -4,10 +4,16 @@
 use super::wit::acks::{Decision, Request, Stage};
 use super::wit::election::{BrokerStatus, Election, PartitionState};
 
-/// Longest election reason the host keeps (a plugin's string is logged, never trusted).
-pub const REASON_MAX_CHARS: usize = 256;
+/// Longest election reason (bytes) a valid answer may carry: it is logged, never trusted.
+pub const REASON_MAX_BYTES: usize = 256;
 
 pub fn election(state: &PartitionState, answer: &Election) -> Result<(), String> {
+    if answer.reason.len() > REASON_MAX_BYTES {
+        return Err(format!(
+            "the reason is {} bytes; at most {REASON_MAX_BYTES}",
+            answer.reason.len()
+        ));
+    }
     let Some(leader) = answer.leader else {
         return Ok(());
     };
