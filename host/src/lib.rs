@@ -10,10 +10,12 @@
 //! - [`controller`]: elections through the [`controller::election::LeaderElector`] trait.
 //! - [`config`]: broker configuration with Kafka's property names.
 //! - [`tools`]: offline tools over the data directory (`weir log dump`).
+//! - [`admin`]: the HTTP admin API (plugins, metrics, HTTP produce) and the plugin-dir watcher.
 //! - [`cli`]: the client commands (`weir topics`, `produce`, `consume`) and their Kafka client.
 //! - [`clock`]: time as an input, so age-based decisions are testable.
 //! - [`alloc`]: the process allocator (huge wire-driven reservations cannot abort the broker).
 
+pub mod admin;
 pub mod alloc;
 pub mod broker;
 pub mod cli;

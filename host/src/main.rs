@@ -33,6 +33,10 @@ enum Command {
         /// Log format: `text` (readable) or `json`.
         #[arg(long, default_value = "text")]
         log_format: LogFormat,
+        /// Watch DIR: a `*.wasm` file that appears or changes there is installed under its file
+        /// name (without .wasm) and activated broker-wide.
+        #[arg(long, value_name = "DIR")]
+        plugin_dir: Option<PathBuf>,
     },
     /// Create, list, describe, delete and alter topics, like kafka-topics.sh.
     Topics(weir::cli::topics::TopicsArgs),
@@ -79,7 +83,12 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-fn serve(config: Option<PathBuf>, overrides: Vec<String>, log_format: LogFormat) -> ExitCode {
+fn serve(
+    config: Option<PathBuf>,
+    overrides: Vec<String>,
+    log_format: LogFormat,
+    admin: weir::admin::AdminOptions,
+) -> ExitCode {
     init_logging(log_format);
     let config = match weir::config::BrokerConfig::load(config.as_deref(), &overrides) {
         Ok(config) => config,
@@ -98,7 +107,7 @@ fn serve(config: Option<PathBuf>, overrides: Vec<String>, log_format: LogFormat)
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(weir::broker::serve::run(config)) {
+    match runtime.block_on(weir::broker::serve::run(config, admin)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!("{error:#}");
@@ -115,7 +124,13 @@ fn main() -> ExitCode {
             config,
             overrides,
             log_format,
-        } => serve(config, overrides, log_format),
+            plugin_dir,
+        } => serve(
+            config,
+            overrides,
+            log_format,
+            weir::admin::AdminOptions { plugin_dir },
+        ),
         Command::Topics(args) => weir::cli::run("topics", weir::cli::topics::run(args)),
         Command::Produce(args) => weir::cli::run("produce", weir::cli::produce::run(args)),
         Command::Consume(args) => weir::cli::run("consume", weir::cli::consume::run(args)),

@@ -43,8 +43,12 @@ pub fn free_port() -> u16 {
 pub struct BrokerProcess {
     child: Option<Child>,
     pub port: u16,
+    /// The HTTP admin API's port (`admin.listener`).
+    pub admin_port: u16,
     pub data_dir: PathBuf,
     extra_config: Vec<String>,
+    /// Arguments after `serve` beyond the configs (`--plugin-dir DIR`).
+    extra_args: Vec<String>,
     log_path: PathBuf,
     _temp: Option<tempfile::TempDir>,
 }
@@ -52,14 +56,21 @@ pub struct BrokerProcess {
 impl BrokerProcess {
     /// Starts a broker in a fresh temporary data directory. `extra_config` are `key=value` pairs.
     pub fn start(extra_config: &[&str]) -> anyhow::Result<Self> {
+        Self::start_with_args(extra_config, &[])
+    }
+
+    /// [`BrokerProcess::start`] with more `weir serve` arguments.
+    pub fn start_with_args(extra_config: &[&str], extra_args: &[&str]) -> anyhow::Result<Self> {
         let temp = tempfile::tempdir()?;
         let data_dir = temp.path().join("data");
         let mut broker = BrokerProcess {
             child: None,
             port: free_port(),
+            admin_port: free_port(),
             log_path: temp.path().join("broker.log"),
             data_dir,
             extra_config: extra_config.iter().map(|item| item.to_string()).collect(),
+            extra_args: extra_args.iter().map(|item| item.to_string()).collect(),
             _temp: Some(temp),
         };
         broker.spawn()?;
@@ -68,6 +79,11 @@ impl BrokerProcess {
 
     pub fn bootstrap(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The admin API's base URL.
+    pub fn admin_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.admin_port)
     }
 
     fn spawn(&mut self) -> anyhow::Result<()> {
@@ -81,10 +97,13 @@ impl BrokerProcess {
             .arg("--set")
             .arg(format!("listeners=PLAINTEXT://127.0.0.1:{}", self.port))
             .arg("--set")
-            .arg(format!("log.dirs={}", self.data_dir.display()));
+            .arg(format!("log.dirs={}", self.data_dir.display()))
+            .arg("--set")
+            .arg(format!("admin.listener=127.0.0.1:{}", self.admin_port));
         for item in &self.extra_config {
             command.arg("--set").arg(item);
         }
+        command.args(&self.extra_args);
         let child = command
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)

@@ -10,7 +10,7 @@ use tokio::sync::watch;
 use super::Broker;
 use crate::config::BrokerConfig;
 
-pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
+pub async fn run(config: BrokerConfig, admin: crate::admin::AdminOptions) -> anyhow::Result<()> {
     let listener = TcpListener::bind(config.listener)
         .await
         .map_err(|error| anyhow::anyhow!("cannot listen on {}: {error}", config.listener))?;
@@ -24,11 +24,13 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     );
     let (shutdown_sender, shutdown) = watch::channel(false);
     let maintenance = tokio::spawn(run_periodic_work(broker.clone(), shutdown.clone()));
+    let admin = crate::admin::start(broker.clone(), admin, shutdown.clone()).await?;
     let server = tokio::spawn(crate::protocol::serve(listener, broker.clone(), shutdown));
     wait_for_signal().await?;
     tracing::info!("shutting down: no new connections, answering requests already read");
     let _ = shutdown_sender.send(true);
     server.await?;
+    admin.stopped().await;
     maintenance.await?;
     let flushing = broker.clone();
     tokio::task::spawn_blocking(move || flushing.shutdown_storage()).await??;

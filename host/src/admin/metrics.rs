@@ -1,0 +1,69 @@
+//! `GET /metrics`: Prometheus' text format. The policy room's counters (calls and failures per
+//! plugin version) and a few broker gauges read without blocking anything for long.
+
+use std::fmt::Write;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::broker::Broker;
+
+/// Prometheus' text exposition format.
+const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+pub async fn handle(State(broker): State<Arc<Broker>>) -> Response {
+    let text = render(&broker);
+    (StatusCode::OK, [(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response()
+}
+
+/// Everything `/metrics` shows.
+pub fn render(broker: &Broker) -> String {
+    let mut out = String::new();
+    broker.policies.render_metrics(&mut out);
+    let topics = broker.topics();
+    let partitions: u64 = topics.iter().map(|topic| u64::from(topic.partitions)).sum();
+    let _ = writeln!(
+        out,
+        "# HELP weir_topics Topics on this broker.\n# TYPE weir_topics gauge\nweir_topics {}",
+        topics.len()
+    );
+    let _ = writeln!(
+        out,
+        "# HELP weir_partitions Partitions on this broker.\n# TYPE weir_partitions gauge\nweir_partitions {partitions}"
+    );
+    let mut high_watermarks = String::new();
+    let mut log_ends = String::new();
+    let mut log_starts = String::new();
+    for topic in &topics {
+        for index in 0..topic.partitions {
+            let Some(partition) = broker.partition(&topic.name, index as i32) else {
+                continue;
+            };
+            // Topic names are [a-zA-Z0-9._-]: nothing to escape in a label.
+            let labels = format!("topic=\"{}\",partition=\"{index}\"", topic.name);
+            let (end, start) = {
+                let log = partition.log();
+                (log.log_end_offset(), log.log_start_offset())
+            };
+            let _ = writeln!(
+                high_watermarks,
+                "weir_partition_high_watermark{{{labels}}} {}",
+                partition.high_watermark()
+            );
+            let _ = writeln!(log_ends, "weir_partition_log_end_offset{{{labels}}} {end}");
+            let _ = writeln!(
+                log_starts,
+                "weir_partition_log_start_offset{{{labels}}} {start}"
+            );
+        }
+    }
+    let _ = write!(
+        out,
+        "# HELP weir_partition_high_watermark The offset below which records are committed.\n# TYPE weir_partition_high_watermark gauge\n{high_watermarks}\
+         # HELP weir_partition_log_end_offset The offset the next appended record gets.\n# TYPE weir_partition_log_end_offset gauge\n{log_ends}\
+         # HELP weir_partition_log_start_offset The first offset still in the log.\n# TYPE weir_partition_log_start_offset gauge\n{log_starts}"
+    );
+    out
+}

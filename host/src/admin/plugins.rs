@@ -1,0 +1,228 @@
+//! The plugin endpoints: install, list, info, activate (broker-wide or for one topic),
+//! rollback, remove. Each is one `Policies` call; the topic binding is a topic config
+//! (`policy.<kind>`), changed through the broker as AlterConfigs changes it.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde::{Deserialize, Serialize};
+
+use super::{AdminError, blocking, json_response, now_ms, one_line};
+use crate::broker::Broker;
+use crate::policy::{PluginInfo, Policies, PolicyKind};
+
+type Name = Result<Path<String>, PathRejection>;
+
+#[derive(Debug, Deserialize)]
+pub struct InstallQuery {
+    name: Option<String>,
+    version: Option<String>,
+}
+
+/// `POST /v1/plugins?name=N[&version=V]`, the component's bytes as the body: conformance runs,
+/// then the version is stored (not yet active). 201 with the plugin's info.
+pub async fn install(
+    State(broker): State<Arc<Broker>>,
+    query: Result<Query<InstallQuery>, QueryRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, AdminError> {
+    let Query(query) = query.map_err(|r| AdminError::rejected(r.status(), r.body_text()))?;
+    let bytes = body.map_err(|r| AdminError::rejected(r.status(), r.body_text()))?;
+    let Some(name) = query.name.filter(|name| !name.is_empty()) else {
+        return Err(AdminError::bad_request(
+            "the query parameter `name` is required: POST /v1/plugins?name=NAME[&version=VERSION]",
+        ));
+    };
+    if bytes.is_empty() {
+        return Err(AdminError::bad_request(
+            "the request body is empty; send the component's bytes (a .wasm file)",
+        ));
+    }
+    if let Ok(existing) = broker.policies.info(&name) {
+        if existing.builtin {
+            return Err(AdminError::conflict(format!(
+                "`{name}` is the name of a built-in plugin; choose another name"
+            )));
+        }
+        let sha256 = crate::policy::engine::sha256_hex(&bytes);
+        if let Some(version) = &query.version
+            && existing
+                .versions
+                .iter()
+                .any(|v| &v.version == version && v.sha256 != sha256)
+        {
+            return Err(AdminError::conflict(format!(
+                "`{name}` version {version} is already installed with different bytes"
+            )));
+        }
+    }
+    let policies = broker.policies.clone();
+    let version = query.version;
+    let installed = blocking(move || policies.install(&name, version.as_deref(), &bytes, now_ms()))
+        .await?
+        .map_err(|error| {
+            let message = one_line(&error);
+            if message.contains("is installed as a") {
+                AdminError::conflict(message)
+            } else {
+                AdminError::bad_request(message)
+            }
+        })?;
+    Ok(json_response(StatusCode::CREATED, &installed))
+}
+
+#[derive(Debug, Serialize)]
+struct PluginList {
+    plugins: Vec<PluginInfo>,
+}
+
+/// `GET /v1/plugins`: every plugin, built-ins first.
+pub async fn list(State(broker): State<Arc<Broker>>) -> Response {
+    json_response(
+        StatusCode::OK,
+        &PluginList {
+            plugins: broker.policies.list(),
+        },
+    )
+}
+
+/// `GET /v1/plugins/{name}`.
+pub async fn info(State(broker): State<Arc<Broker>>, name: Name) -> Result<Response, AdminError> {
+    let info = known(&broker.policies, &path(name)?)?;
+    Ok(json_response(StatusCode::OK, &info))
+}
+
+/// The body of `POST /v1/plugins/{name}/activate`; empty means `{}`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActivateBody {
+    #[serde(default)]
+    version: Option<String>,
+    #[serde(default)]
+    topic: Option<String>,
+}
+
+/// `POST /v1/plugins/{name}/activate`: without a topic, the version becomes current and the
+/// plugin the broker-wide one of its kind; with a topic, the version becomes current and the
+/// topic's `policy.<kind>` names the plugin.
+pub async fn activate(
+    State(broker): State<Arc<Broker>>,
+    name: Name,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, AdminError> {
+    let name = path(name)?;
+    let body = body.map_err(|r| AdminError::rejected(r.status(), r.body_text()))?;
+    let request: ActivateBody = if body.iter().all(u8::is_ascii_whitespace) {
+        ActivateBody::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|error| {
+            AdminError::bad_request(format!(
+                "the body is not {{\"version\": \"...\", \"topic\": \"...\"}}: {error}"
+            ))
+        })?
+    };
+    let info = known(&broker.policies, &name)?;
+    if let Some(version) = &request.version
+        && !info.versions.iter().any(|v| &v.version == version)
+    {
+        return Err(AdminError::not_found(format!(
+            "`{name}` has no version {version}"
+        )));
+    }
+    if let Some(topic) = &request.topic
+        && broker.topic(topic).is_none()
+    {
+        return Err(AdminError::kafka(
+            3,
+            format!("topic '{topic}' does not exist"),
+        ));
+    }
+    let policies = broker.policies.clone();
+    let broker_wide = request.topic.is_none();
+    let (plugin, version) = (name.clone(), request.version);
+    let activated = blocking(move || policies.activate(&plugin, version.as_deref(), broker_wide))
+        .await?
+        .map_err(|error| AdminError::internal(one_line(&error)))?;
+    if let Some(topic) = &request.topic {
+        let key = activated.kind.topic_config();
+        let binding = name.clone();
+        broker.alter_topic_configs(
+            topic,
+            move |configs| {
+                configs.insert(key.to_string(), binding);
+                Ok(())
+            },
+            false,
+        )?;
+    }
+    Ok(json_response(StatusCode::OK, &activated))
+}
+
+/// `POST /v1/plugins/{name}/rollback`: back to the version current before the last activation.
+pub async fn rollback(
+    State(broker): State<Arc<Broker>>,
+    name: Name,
+) -> Result<Response, AdminError> {
+    let name = path(name)?;
+    let info = known(&broker.policies, &name)?;
+    if info.builtin {
+        return Err(AdminError::conflict(format!(
+            "`{name}` is built in and has one version; there is nothing to roll back to"
+        )));
+    }
+    let policies = broker.policies.clone();
+    let rolled_back = blocking(move || policies.rollback(&name))
+        .await?
+        .map_err(|error| AdminError::conflict(one_line(&error)))?;
+    Ok(json_response(StatusCode::OK, &rolled_back))
+}
+
+#[derive(Debug, Serialize)]
+struct Removed {
+    removed: String,
+}
+
+/// `DELETE /v1/plugins/{name}`: refused (409) while the plugin is its kind's broker-wide plugin
+/// or a topic's `policy.<kind>` names it.
+pub async fn remove(State(broker): State<Arc<Broker>>, name: Name) -> Result<Response, AdminError> {
+    let name = path(name)?;
+    let info = known(&broker.policies, &name)?;
+    if info.builtin {
+        return Err(AdminError::conflict(format!(
+            "`{name}` is built in and cannot be removed"
+        )));
+    }
+    let bound_topics = bound_topics(&broker, info.kind, &name);
+    let policies = broker.policies.clone();
+    let plugin = name.clone();
+    blocking(move || policies.remove(&plugin, &bound_topics))
+        .await?
+        .map_err(|error| AdminError::conflict(one_line(&error)))?;
+    Ok(json_response(StatusCode::OK, &Removed { removed: name }))
+}
+
+/// The topics whose `policy.<kind>` names `name`.
+pub fn bound_topics(broker: &Broker, kind: PolicyKind, name: &str) -> Vec<String> {
+    broker
+        .topics()
+        .into_iter()
+        .filter(|topic| Broker::policy_binding(topic, kind) == Some(name))
+        .map(|topic| topic.name)
+        .collect()
+}
+
+fn path(name: Name) -> Result<String, AdminError> {
+    name.map(|Path(name)| name)
+        .map_err(|r| AdminError::rejected(r.status(), r.body_text()))
+}
+
+/// The info of an installed or built-in plugin, or 404.
+fn known(policies: &Policies, name: &str) -> Result<PluginInfo, AdminError> {
+    policies
+        .info(name)
+        .map_err(|_| AdminError::not_found(format!("no plugin named `{name}` is installed")))
+}
