@@ -1,16 +1,20 @@
 //! The `weir` client commands, in Kafka's vocabulary: `weir topics` (kafka-topics.sh),
-//! `weir produce` (kafka-console-producer.sh) and `weir consume` (kafka-console-consumer.sh).
+//! `weir produce` (kafka-console-producer.sh) and `weir consume` (kafka-console-consumer.sh);
+//! and `weir plugin`, over the broker's HTTP admin API.
 //!
 //! Layout:
 //! - [`client`]: a small async Kafka client: one connection, ApiVersions negotiation, typed
 //!   requests over the `kafka-protocol` crate, and the per-node connections of a cluster.
 //! - [`topics`], [`produce`], [`consume`]: one file per command, each parsing its flags (clap),
 //!   talking to the brokers, and printing what the Kafka tool prints.
+//! - [`plugin`]: install, list, activate, roll back and remove plugins over the admin API, and
+//!   test a component locally.
 //!
 //! Every command returns `Result<(), CliError>`; [`run`] turns that into the process exit code.
 
 pub mod client;
 pub mod consume;
+pub mod plugin;
 pub mod produce;
 pub mod topics;
 
@@ -47,6 +51,9 @@ pub enum CliError {
     Stdin(std::io::Error),
     #[error("cannot write to standard output: {0}")]
     Stdout(std::io::Error),
+    /// A `weir plugin` failure: the admin API's answer, a file, or a failed scenario.
+    #[error("{0}")]
+    Plugin(String),
 }
 
 impl CliError {
@@ -111,6 +118,11 @@ where
     let outcome = runtime.block_on(work);
     // Nothing the commands spawn needs finishing; do not wait on anything still blocked.
     runtime.shutdown_background();
+    finish(command, outcome)
+}
+
+/// A command's outcome as an exit code, printing errors as `weir <command>: <message>`.
+pub fn finish(command: &str, outcome: Result<(), CliError>) -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

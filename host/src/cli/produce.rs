@@ -5,11 +5,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::BufRead;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{ApiKey, ProduceRequest, TopicName};
+use kafka_protocol::messages::{ApiKey, DescribeConfigsRequest, ProduceRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -18,6 +20,7 @@ use uuid::Uuid;
 use super::client::{Cluster, REQUEST_TIMEOUT_MS};
 use super::topics::DEFAULT_BOOTSTRAP_SERVER;
 use super::{CliError, find_topic};
+use crate::policy::{Policies, PolicyKind, defaults};
 use crate::storage::Compression;
 use crate::storage::records::{ProducerRecord, encode_producer_batch};
 
@@ -87,73 +90,35 @@ fn parse_acks(text: &str) -> Result<i16, String> {
     }
 }
 
-/// What the default partition choice remembers between records.
-#[derive(Debug, Default)]
-pub struct PartitionerState {
-    /// The next round-robin position for records without a key.
-    next_unkeyed: u32,
+/// Where records go when `--partition` names none: the partitioner plugin, run here in the
+/// plugin runtime (the embedded default, `partitioner-default`: murmur2 for keys as Kafka's
+/// Java client, sticky placement for null keys), one call per batch of lines read.
+#[derive(Debug)]
+pub struct Placement {
+    policies: Arc<Policies>,
 }
 
-/// The partition for a record: Kafka's Java default for keyed records,
-/// `toPositive(murmur2(key)) % partition_count`, so keys land where Java clients put them;
-/// round-robin for records without a key. `partition_count` must be at least 1.
-///
-/// This is the one place the choice is made, so a partitioner plugin can replace it.
-pub fn choose_partition(
-    key: Option<&[u8]>,
-    partition_count: i32,
-    state: &mut PartitionerState,
-) -> i32 {
-    let partition_count = partition_count.max(1);
-    match key {
-        Some(key) => to_positive(murmur2(key)) % partition_count,
-        None => {
-            let position = state.next_unkeyed;
-            state.next_unkeyed = state.next_unkeyed.wrapping_add(1);
-            // As Kafka's RoundRobinPartitioner: a wrapped counter stays non-negative.
-            to_positive(position as i32) % partition_count
-        }
+impl Placement {
+    /// Starts the plugin runtime with the built-in plugins only.
+    pub fn open() -> Result<Placement, CliError> {
+        let policies = Policies::open(None, crate::config::BrokerConfig::default().policy)
+            .map_err(|error| {
+                CliError::Plugin(format!("cannot start the partitioner plugin: {error:#}"))
+            })?;
+        Ok(Placement { policies })
     }
-}
 
-/// Kafka's `Utils.toPositive`: clears the sign bit (not `abs`, which overflows on i32::MIN).
-fn to_positive(number: i32) -> i32 {
-    number & 0x7fff_ffff
-}
-
-/// Kafka's `Utils.murmur2`: 32-bit MurmurHash2 with Kafka's seed, bit for bit.
-pub fn murmur2(data: &[u8]) -> i32 {
-    const SEED: u32 = 0x9747_b28c;
-    const M: u32 = 0x5bd1_e995;
-    const R: u32 = 24;
-    let length = data.len();
-    // Java mixes the length in as an int.
-    let mut h = SEED ^ (length as u32);
-    let mut words = data.chunks_exact(4);
-    for word in words.by_ref() {
-        let mut k = u32::from_le_bytes([word[0], word[1], word[2], word[3]]);
-        k = k.wrapping_mul(M);
-        k ^= k >> R;
-        k = k.wrapping_mul(M);
-        h = h.wrapping_mul(M);
-        h ^= k;
+    /// The partitions of `keys` (with their values' sizes) in a topic of `partition_count`.
+    pub fn partitions(
+        &self,
+        topic: &str,
+        keys: &[Option<&[u8]>],
+        value_sizes: &[u32],
+        partition_count: u32,
+    ) -> Vec<u32> {
+        self.policies
+            .partition_batch(None, topic, keys, value_sizes, partition_count)
     }
-    let tail = words.remainder();
-    // Java's switch falls through from case 3 to case 1.
-    if tail.len() >= 3 {
-        h ^= u32::from(tail[2]) << 16;
-    }
-    if tail.len() >= 2 {
-        h ^= u32::from(tail[1]) << 8;
-    }
-    if !tail.is_empty() {
-        h ^= u32::from(tail[0]);
-        h = h.wrapping_mul(M);
-    }
-    h ^= h >> 13;
-    h = h.wrapping_mul(M);
-    h ^= h >> 15;
-    h as i32
 }
 
 /// One line waiting for its batch.
@@ -192,11 +157,23 @@ pub async fn run(args: ProduceArgs) -> Result<(), CliError> {
         }
         other => other.map(|separator| separator.as_bytes().to_vec()),
     };
+    let placement = match args.partition {
+        Some(_) => None,
+        None => {
+            warn_if_bound_elsewhere(cluster.bootstrap(), &target.name).await;
+            Some(Placement::open()?)
+        }
+    };
+    let mut sender = Sender {
+        cluster,
+        target,
+        args: &args,
+        placement,
+    };
     let mut lines = spawn_line_reader();
-    let mut pending: BTreeMap<i32, Vec<PendingRecord>> = BTreeMap::new();
+    let mut pending: Vec<PendingRecord> = Vec::new();
     let mut pending_bytes = 0usize;
     let mut linger_deadline = Instant::now();
-    let mut partitioner = PartitionerState::default();
     let mut line_number = 0u64;
     loop {
         let next = if pending.is_empty() {
@@ -205,7 +182,7 @@ pub async fn run(args: ProduceArgs) -> Result<(), CliError> {
             match tokio::time::timeout_at(linger_deadline, lines.recv()).await {
                 Ok(next) => next,
                 Err(_) => {
-                    send_pending(&mut cluster, &target, &args, &mut pending).await?;
+                    sender.send(&mut pending).await?;
                     pending_bytes = 0;
                     continue;
                 }
@@ -214,7 +191,7 @@ pub async fn run(args: ProduceArgs) -> Result<(), CliError> {
         let line = match next {
             None => break,
             Some(Err(error)) => {
-                send_pending(&mut cluster, &target, &args, &mut pending).await?;
+                sender.send(&mut pending).await?;
                 return Err(CliError::Stdin(error));
             }
             Some(Ok(line)) => line,
@@ -226,7 +203,7 @@ pub async fn run(args: ProduceArgs) -> Result<(), CliError> {
                 Some((key, value)) => (Some(key.to_vec()), value.to_vec()),
                 None => {
                     // Kafka's LineMessageReader refuses such a line; earlier lines still go out.
-                    send_pending(&mut cluster, &target, &args, &mut pending).await?;
+                    sender.send(&mut pending).await?;
                     return Err(CliError::Usage(format!(
                         "line {line_number} has no key separator '{}'",
                         String::from_utf8_lossy(separator)
@@ -234,24 +211,113 @@ pub async fn run(args: ProduceArgs) -> Result<(), CliError> {
                 }
             },
         };
-        let partition = args.partition.unwrap_or_else(|| {
-            choose_partition(key.as_deref(), target.partition_count, &mut partitioner)
-        });
         if pending.is_empty() {
             linger_deadline = Instant::now() + Duration::from_millis(LINGER_MS);
         }
         pending_bytes += key.as_ref().map_or(0, Vec::len) + value.len();
-        pending.entry(partition).or_default().push(PendingRecord {
+        pending.push(PendingRecord {
             key,
             value,
             timestamp: now_ms(),
         });
         if pending_bytes >= BATCH_SIZE_BYTES {
-            send_pending(&mut cluster, &target, &args, &mut pending).await?;
+            sender.send(&mut pending).await?;
             pending_bytes = 0;
         }
     }
-    send_pending(&mut cluster, &target, &args, &mut pending).await
+    sender.send(&mut pending).await
+}
+
+/// The partitioner a topic uses (its `policy.partitioner`, or the broker-wide one) when it is
+/// not the built-in: this client only runs the built-in, so it says so. Any failure to ask is
+/// silent (an older broker, or one without the config).
+async fn warn_if_bound_elsewhere(client: &mut super::Client, topic: &str) {
+    let Some(plugin) = topic_partitioner(client, topic).await else {
+        return;
+    };
+    let builtin = defaults::BUILTIN
+        .iter()
+        .find(|(kind, _, _)| *kind == PolicyKind::Partitioner)
+        .map(|(_, name, _)| *name);
+    if Some(plugin.as_str()) != builtin {
+        eprintln!(
+            "weir produce: warning: topic '{topic}' uses the partitioner plugin '{plugin}', which this client cannot fetch from the broker; records without --partition are placed by the built-in {} instead (the admin API's POST /v1/topics/{topic}/records places them with '{plugin}')",
+            builtin.unwrap_or("partitioner")
+        );
+    }
+}
+
+/// The topic's `policy.partitioner` as DescribeConfigs reports it.
+async fn topic_partitioner(client: &mut super::Client, topic: &str) -> Option<String> {
+    /// DescribeConfigs resource type of a topic.
+    const TOPIC_RESOURCE: i8 = 2;
+    if !client.supports(ApiKey::DescribeConfigs) {
+        return None;
+    }
+    let version = client.version(ApiKey::DescribeConfigs).ok()?;
+    let key = PolicyKind::Partitioner.topic_config();
+    let request = DescribeConfigsRequest::default().with_resources(vec![
+        DescribeConfigsResource::default()
+            .with_resource_type(TOPIC_RESOURCE)
+            .with_resource_name(StrBytes::from_string(topic.to_string()))
+            .with_configuration_keys(Some(vec![StrBytes::from_static_str(key)])),
+    ]);
+    let response = client.send(version, &request).await.ok()?;
+    let result = response
+        .results
+        .into_iter()
+        .find(|result| result.error_code == 0)?;
+    let config = result
+        .configs
+        .into_iter()
+        .find(|config| config.name.as_str() == key)?;
+    config.value.map(|value| value.to_string())
+}
+
+/// Sends what was read: chooses partitions, batches per partition, one Produce per leader.
+struct Sender<'a> {
+    cluster: Cluster,
+    target: TopicTarget,
+    args: &'a ProduceArgs,
+    /// None with `--partition`.
+    placement: Option<Placement>,
+}
+
+impl Sender<'_> {
+    /// Places every pending record (one partitioner call), sends them, and empties `pending`.
+    async fn send(&mut self, pending: &mut Vec<PendingRecord>) -> Result<(), CliError> {
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let records = std::mem::take(pending);
+        let partitions: Vec<i32> = match (&self.placement, self.args.partition) {
+            (_, Some(partition)) => vec![partition; records.len()],
+            (Some(placement), None) => {
+                let keys: Vec<Option<&[u8]>> =
+                    records.iter().map(|record| record.key.as_deref()).collect();
+                let value_sizes: Vec<u32> = records
+                    .iter()
+                    .map(|record| record.value.len().min(u32::MAX as usize) as u32)
+                    .collect();
+                placement
+                    .partitions(
+                        &self.target.name,
+                        &keys,
+                        &value_sizes,
+                        self.target.partition_count as u32,
+                    )
+                    .into_iter()
+                    .map(|partition| partition as i32)
+                    .collect()
+            }
+            (None, None) => vec![0; records.len()],
+        };
+        let mut by_partition: BTreeMap<i32, Vec<PendingRecord>> = BTreeMap::new();
+        for (record, partition) in records.into_iter().zip(partitions) {
+            by_partition.entry(partition).or_default().push(record);
+        }
+        send_pending(&mut self.cluster, &self.target, self.args, by_partition).await
+    }
 }
 
 /// The topic's metadata, auto-creating it where the broker allows (as Kafka's producer does).
@@ -290,17 +356,17 @@ async fn topic_target(cluster: &mut Cluster, topic: &str) -> Result<TopicTarget,
     }
 }
 
-/// Sends every pending batch, one Produce request per leader, and empties `pending`.
-/// Per-partition errors are collected, so each is reported with its Kafka name.
+/// Sends every partition's batch, one Produce request per leader. Per-partition errors are
+/// collected, so each is reported with its Kafka name.
 async fn send_pending(
     cluster: &mut Cluster,
     target: &TopicTarget,
     args: &ProduceArgs,
-    pending: &mut BTreeMap<i32, Vec<PendingRecord>>,
+    pending: BTreeMap<i32, Vec<PendingRecord>>,
 ) -> Result<(), CliError> {
     let mut by_leader: BTreeMap<i32, Vec<PartitionProduceData>> = BTreeMap::new();
     let mut errors = Vec::new();
-    for (partition, records) in std::mem::take(pending) {
+    for (partition, records) in pending {
         let leader = target.leaders.get(&partition).copied().unwrap_or(-1);
         if leader < 0 {
             errors.push(format!(
@@ -423,62 +489,20 @@ fn now_ms() -> i64 {
 mod tests {
     use super::*;
 
-    /// Kafka's own vectors (clients/src/test/java/org/apache/kafka/common/utils/UtilsTest.java,
-    /// `testMurmur2`).
     #[test]
-    fn murmur2_matches_kafka() {
-        let cases: &[(&[u8], i32)] = &[
-            (b"21", -973932308),
-            (b"foobar", -790332482),
-            (b"a-little-bit-long-string", -985981536),
-            (b"a-little-bit-longer-string", -1486304829),
-            (
-                b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8",
-                -58897971,
-            ),
-            (b"abc", 479470107),
-        ];
-        for (key, expected) in cases {
-            assert_eq!(
-                murmur2(key),
-                *expected,
-                "murmur2({:?})",
-                String::from_utf8_lossy(key)
-            );
-        }
-    }
-
-    #[test]
-    fn keyed_records_go_where_javas_default_partitioner_puts_them() {
-        let mut state = PartitionerState::default();
-        // toPositive(-973932308) = 1173551340; 1173551340 % 3 = 0, % 7 = 3.
-        assert_eq!(choose_partition(Some(b"21"), 3, &mut state), 0);
-        assert_eq!(choose_partition(Some(b"21"), 7, &mut state), 3);
-        // toPositive(-790332482) = 1357151166; % 4 = 2.
-        assert_eq!(choose_partition(Some(b"foobar"), 4, &mut state), 2);
-        // 479470107 is positive already; % 10 = 7.
-        assert_eq!(choose_partition(Some(b"abc"), 10, &mut state), 7);
-        // The same key always lands on the same partition, and keys never move the round robin.
-        assert_eq!(choose_partition(Some(b"abc"), 10, &mut state), 7);
-        assert_eq!(state.next_unkeyed, 0);
-        // An empty key is a key (murmur2 of nothing), not a missing one.
-        let empty = to_positive(murmur2(b"")) % 5;
-        assert_eq!(choose_partition(Some(b""), 5, &mut state), empty);
-    }
-
-    #[test]
-    fn records_without_a_key_go_round_robin() {
-        let mut state = PartitionerState::default();
-        let chosen: Vec<i32> = (0..7)
-            .map(|_| choose_partition(None, 3, &mut state))
-            .collect();
-        assert_eq!(chosen, [0, 1, 2, 0, 1, 2, 0]);
-        // Past i32::MAX the counter wraps but the partition stays in range.
-        let mut state = PartitionerState {
-            next_unkeyed: i32::MAX as u32,
-        };
-        assert_eq!(choose_partition(None, 3, &mut state), i32::MAX % 3);
-        assert_eq!(choose_partition(None, 3, &mut state), 0);
+    fn records_are_placed_by_the_partitioner_plugin() {
+        let placement = Placement::open().expect("the built-in plugins load");
+        // Kafka's own murmur2 vectors (UtilsTest.testMurmur2): toPositive(-973932308) % 3 = 0,
+        // % 7 = 3; toPositive(-790332482) % 4 = 2; 479470107 % 10 = 7.
+        let keys: Vec<Option<&[u8]>> = vec![Some(b"21"), Some(b"foobar"), Some(b"abc")];
+        assert_eq!(placement.partitions("t", &keys, &[1, 1, 1], 3)[0], 0);
+        assert_eq!(placement.partitions("t", &keys, &[1, 1, 1], 7)[0], 3);
+        assert_eq!(placement.partitions("t", &keys, &[1, 1, 1], 4)[1], 2);
+        assert_eq!(placement.partitions("t", &keys, &[1, 1, 1], 10)[2], 7);
+        // Null keys stick to one partition for a while (KIP-480), always in range.
+        let unkeyed = placement.partitions("t", &[None, None, None], &[1, 1, 1], 3);
+        assert!(unkeyed.iter().all(|&p| p < 3), "{unkeyed:?}");
+        assert_eq!(unkeyed[0], unkeyed[1]);
     }
 
     #[test]
