@@ -5,6 +5,7 @@
 //! stored batch must be and compare it byte for byte instead of trusting what it reads back.
 
 pub mod broker;
+pub mod clients;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
