@@ -2,16 +2,9 @@
 //! conformance scenarios and a scenario of its own through `Policies::test`, installs, and once
 //! activated answers with its own policy where it differs from the built-in default.
 
-// Shared with the host's build script: builds plugin crates to components (included by path
-// because the root package cannot depend on it without a manifest change).
-#[path = "../plugins/build/src/lib.rs"]
-#[allow(dead_code)]
-mod plugin_build;
-
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
+use weir_tests::plugins::Components;
 
 use weir::policy::conformance::{PartitionInput, Scenario, ScenarioInput};
 use weir::policy::wit::acks::{Decision, ReplicaProgress, Request, Stage};
@@ -34,37 +27,10 @@ const QUORUM: &str = "weir-example-quorum-acks";
 /// example would export the default's policy too).
 const EXAMPLES: &[&str] = &[RACK_AWARE, KEY_PREFIX, QUORUM];
 
-/// Every example's component bytes by package name, built once per test binary in the
-/// directory the host's build script uses (`<target>/plugins`), so builds are shared.
+/// A component by package name, built once per test binary.
 fn component(package: &str) -> &'static [u8] {
-    static BUILT: OnceLock<HashMap<String, Vec<u8>>> = OnceLock::new();
-    let built = BUILT.get_or_init(|| {
-        let target_dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
-            .join("plugins");
-        let paths = plugin_build::Build {
-            cargo: std::env::var_os("CARGO").map_or_else(|| "cargo".into(), PathBuf::from),
-            rustc: std::env::var_os("RUSTC").map_or_else(|| "rustc".into(), PathBuf::from),
-            manifest: Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"),
-            packages: EXAMPLES,
-            target_dir,
-        }
-        .run()
-        .expect("building the example plugins");
-        EXAMPLES
-            .iter()
-            .zip(paths)
-            .map(|(package, path)| {
-                let bytes = std::fs::read(&path).expect("reading a built component");
-                (package.to_string(), bytes)
-            })
-            .collect()
-    });
-    built
-        .get(package)
-        .unwrap_or_else(|| panic!("{package} is not an example"))
+    static COMPONENTS: Components = Components::new(EXAMPLES);
+    COMPONENTS.get(package)
 }
 
 fn open() -> (tempfile::TempDir, Arc<Policies>) {

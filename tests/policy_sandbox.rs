@@ -12,17 +12,10 @@
 //! - A slow but honest plugin (about 0.3 ms of CPU per call) is never killed at its 2 ms budget,
 //!   even with busy threads competing for the cores.
 
-// Shared with the host's build script: builds plugin crates to components (included by path
-// because the root package cannot depend on it without a manifest change).
-#[path = "../plugins/build/src/lib.rs"]
-#[allow(dead_code)]
-mod plugin_build;
-
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
+use weir_tests::plugins::Components;
 
 use weir::clock::thread_cpu_time_ns;
 use weir::policy::wit::acks::{Decision, ReplicaProgress, Request, Stage};
@@ -68,47 +61,10 @@ const HOSTILE_PLUGINS: &[&str] = &[
     "weir-test-import-socket",
 ];
 
-/// `<target>/plugins`: the directory the host's build script builds the default plugins in, so
-/// the SDK and the default crates are compiled once for all of them.
-fn plugins_target_dir() -> PathBuf {
-    Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
-        .join("plugins")
-}
-
-/// Every hostile plugin's component bytes by package name, built once per test binary.
+/// A component by package name, built once per test binary.
 fn component(package: &str) -> &'static [u8] {
-    static BUILT: OnceLock<HashMap<String, Vec<u8>>> = OnceLock::new();
-    let built = BUILT.get_or_init(|| {
-        let started = Instant::now();
-        let paths = plugin_build::Build {
-            cargo: std::env::var_os("CARGO").map_or_else(|| "cargo".into(), PathBuf::from),
-            rustc: std::env::var_os("RUSTC").map_or_else(|| "rustc".into(), PathBuf::from),
-            manifest: Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"),
-            packages: HOSTILE_PLUGINS,
-            target_dir: plugins_target_dir(),
-        }
-        .run()
-        .expect("building the hostile test plugins");
-        eprintln!(
-            "built {} test plugins in {:?}",
-            paths.len(),
-            started.elapsed()
-        );
-        HOSTILE_PLUGINS
-            .iter()
-            .zip(paths)
-            .map(|(package, path)| {
-                let bytes = std::fs::read(&path).expect("reading a built component");
-                (package.to_string(), bytes)
-            })
-            .collect()
-    });
-    built
-        .get(package)
-        .unwrap_or_else(|| panic!("{package} is not in HOSTILE_PLUGINS"))
+    static COMPONENTS: Components = Components::new(HOSTILE_PLUGINS);
+    COMPONENTS.get(package)
 }
 
 fn open() -> (tempfile::TempDir, Arc<Policies>) {

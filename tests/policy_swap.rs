@@ -10,24 +10,17 @@
 //! and over: every delivery succeeds, and reading the partition back gives every record exactly
 //! once.
 
-// Shared with the host's build script: builds plugin crates to components (included by path
-// because the root package cannot depend on it without a manifest change).
-#[path = "../plugins/build/src/lib.rs"]
-#[allow(dead_code)]
-mod plugin_build;
-
 #[path = "support/rdkafka_clients.rs"]
 #[allow(dead_code)]
 mod rdkafka_clients;
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use weir::policy::wit::acks::{Decision, ReplicaProgress, Request, Stage};
 use weir::policy::{Policies, PolicyConfig, defaults};
+use weir_tests::plugins::Components;
 
 /// The broker's default sandbox limits (`policy.*` in `host/src/config.rs`).
 const CONFIG: PolicyConfig = PolicyConfig {
@@ -43,37 +36,10 @@ const SWAP_PLUGINS: &[&str] = &[
     "weir-test-acks-slow",
 ];
 
-/// Every swap test plugin's component bytes by package name, built once per test binary in the
-/// directory the host's build script uses (`<target>/plugins`), so builds are shared.
+/// A component by package name, built once per test binary.
 fn component(package: &str) -> &'static [u8] {
-    static BUILT: OnceLock<HashMap<String, Vec<u8>>> = OnceLock::new();
-    let built = BUILT.get_or_init(|| {
-        let target_dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
-            .join("plugins");
-        let paths = plugin_build::Build {
-            cargo: std::env::var_os("CARGO").map_or_else(|| "cargo".into(), PathBuf::from),
-            rustc: std::env::var_os("RUSTC").map_or_else(|| "rustc".into(), PathBuf::from),
-            manifest: Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"),
-            packages: SWAP_PLUGINS,
-            target_dir,
-        }
-        .run()
-        .expect("building the swap test plugins");
-        SWAP_PLUGINS
-            .iter()
-            .zip(paths)
-            .map(|(package, path)| {
-                let bytes = std::fs::read(&path).expect("reading a built component");
-                (package.to_string(), bytes)
-            })
-            .collect()
-    });
-    built
-        .get(package)
-        .unwrap_or_else(|| panic!("{package} is not in SWAP_PLUGINS"))
+    static COMPONENTS: Components = Components::new(SWAP_PLUGINS);
+    COMPONENTS.get(package)
 }
 
 fn acks_request(stage: Stage, high_watermark: i64) -> Request {

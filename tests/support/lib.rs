@@ -6,6 +6,7 @@
 
 pub mod broker;
 pub mod clients;
+pub mod plugins;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
