@@ -61,6 +61,14 @@ pub fn decision(request: &Request, answer: &Decision) -> Result<(), String> {
         {
             Err("complete before the leader holds the records".into())
         }
+        // Completing before the append means completing on the leader's copy alone.
+        Decision::Complete
+            if request.stage == Stage::BeforeAppend
+                && request.acks == -1
+                && request.replicas.iter().filter(|r| r.in_isr).count() > 1 =>
+        {
+            Err("acks=all completed before the append while other replicas are in the ISR".into())
+        }
         _ => Ok(()),
     }
 }

@@ -164,14 +164,19 @@ impl Partition {
             produce,
             expected_last_offset,
         );
-        if let acks::Decision::Fail(code) = decide(&before) {
-            return Err(ProduceError::new(
-                code,
-                refusal_message(code, produce.min_insync_replicas),
-            ));
-        }
+        let settled = match decide(&before) {
+            acks::Decision::Fail(code) => {
+                return Err(ProduceError::new(
+                    code,
+                    refusal_message(code, produce.min_insync_replicas),
+                ));
+            }
+            // The outcome is certain once the append succeeds: no second question.
+            acks::Decision::Complete => true,
+            acks::Decision::Wait => false,
+        };
         let result = self.append_as_leader(records)?;
-        if produce.acks == 0 || result.duplicate {
+        if settled || produce.acks == 0 || result.duplicate {
             return Ok(result);
         }
         let deadline = produce.arrived + produce.timeout;

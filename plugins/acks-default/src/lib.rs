@@ -3,6 +3,10 @@
 //! completes once the high watermark has passed the request's last offset, and then answers
 //! NOT_ENOUGH_REPLICAS_AFTER_APPEND if the ISR shrank below the minimum meanwhile (as Kafka's
 //! `Partition.checkEnoughReplicasReachOffset`).
+//!
+//! When the outcome is already certain before the append (acks=0/1; acks=all with the leader as
+//! the whole ISR, where the high watermark follows the leader's own log end offset) the answer
+//! is `complete` at the before-append stage, so the host asks once per request, not twice.
 
 use weir_plugin_sdk::acks::error_code::{NOT_ENOUGH_REPLICAS, NOT_ENOUGH_REPLICAS_AFTER_APPEND};
 use weir_plugin_sdk::acks::{AcksPolicy, Decision, Request, Stage};
@@ -10,14 +14,12 @@ use weir_plugin_sdk::acks::{AcksPolicy, Decision, Request, Stage};
 /// The decision, as plain Rust.
 pub fn decide(request: &Request) -> Decision {
     if request.acks != -1 {
-        return match request.stage {
-            Stage::BeforeAppend => Decision::Wait,
-            Stage::AfterAppend => Decision::Complete,
-        };
+        return Decision::Complete;
     }
     let isr_size = request.replicas.iter().filter(|r| r.in_isr).count() as u32;
     let enough_replicas = isr_size >= request.min_insync_replicas;
     match request.stage {
+        Stage::BeforeAppend if enough_replicas && isr_size == 1 => Decision::Complete,
         Stage::BeforeAppend if enough_replicas => Decision::Wait,
         Stage::BeforeAppend => Decision::Fail(NOT_ENOUGH_REPLICAS),
         Stage::AfterAppend if request.high_watermark <= request.last_offset => Decision::Wait,
@@ -69,7 +71,7 @@ mod tests {
     fn acks_one_completes_on_local_append() {
         assert_eq!(
             decide(&request(Stage::BeforeAppend, 1, 1, 0)),
-            Decision::Wait
+            Decision::Complete
         );
         assert_eq!(
             decide(&request(Stage::AfterAppend, 1, 1, 0)),
@@ -95,6 +97,13 @@ mod tests {
             decide(&request(Stage::AfterAppend, -1, 2, 10)),
             Decision::Complete
         );
+    }
+
+    #[test]
+    fn acks_all_with_the_leader_as_the_whole_isr_is_decided_before_the_append() {
+        let mut alone = request(Stage::BeforeAppend, -1, 1, 0);
+        alone.min_insync_replicas = 1;
+        assert_eq!(decide(&alone), Decision::Complete);
     }
 
     #[test]

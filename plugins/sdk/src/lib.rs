@@ -109,9 +109,18 @@ pub mod partitioner {
     }
 
     /// Packs keys the way the host does, for tests and native callers.
-    pub fn pack_keys<'k>(keys: impl IntoIterator<Item = Option<&'k [u8]>>) -> (Vec<u8>, Vec<u32>) {
-        let mut bytes = Vec::new();
-        let mut ends = Vec::new();
+    pub fn pack_keys<'k, I>(keys: I) -> (Vec<u8>, Vec<u32>)
+    where
+        I: IntoIterator<Item = Option<&'k [u8]>>,
+        I::IntoIter: Clone,
+    {
+        let keys = keys.into_iter();
+        // Sized up front: this runs on the host's hot path for every batch of records.
+        let (count, total) = keys.clone().fold((0, 0), |(count, total), key| {
+            (count + 1, total + key.map_or(0, <[u8]>::len))
+        });
+        let mut bytes = Vec::with_capacity(total);
+        let mut ends = Vec::with_capacity(count);
         for key in keys {
             match key {
                 Some(key) => {
