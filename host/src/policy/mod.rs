@@ -68,3 +68,32 @@ impl PolicyKind {
         }
     }
 }
+
+/// One value per kind, indexed by [`PolicyKind`]: the hot path looks plugins up here rather than
+/// in a map.
+#[derive(Debug, Clone)]
+pub struct PerKind<T>([T; 3]);
+
+impl<T> PerKind<T> {
+    /// Values in [`PolicyKind::ALL`] order.
+    pub fn new(values: [T; 3]) -> Self {
+        PerKind(values)
+    }
+
+    pub fn from_fn(make: impl FnMut(PolicyKind) -> T) -> Self {
+        PerKind(PolicyKind::ALL.map(make))
+    }
+
+    pub fn values(&self) -> impl Iterator<Item = &T> {
+        self.0.iter()
+    }
+}
+
+impl<T> std::ops::Index<PolicyKind> for PerKind<T> {
+    type Output = T;
+
+    fn index(&self, kind: PolicyKind) -> &T {
+        // ALL lists the kinds in declaration order, so the discriminant is the position.
+        &self.0[kind as usize]
+    }
+}

@@ -176,7 +176,41 @@ impl Plugin {
             .instantiate()
             .map_err(|error| anyhow::anyhow!("instantiating the component: {error}"))?;
         plugin.give_back(instance);
+        plugin.warm_up();
         Ok(plugin)
+    }
+
+    /// One throwaway call, so the guest's lazy start-up (its allocator, first-touched pages)
+    /// is paid at load rather than by the first produce request after a swap. Its outcome is
+    /// not judged: conformance does that at install.
+    fn warm_up(&self) {
+        let _ = match self.kind {
+            PolicyKind::Election => self
+                .elect(&election::PartitionState {
+                    topic: String::new(),
+                    partition: 0,
+                    replicas: Vec::new(),
+                    current_leader: None,
+                    leader_epoch: 0,
+                    reason: election::ElectionReason::LeaderFailure,
+                    unclean_allowed: false,
+                })
+                .map(drop),
+            PolicyKind::Partitioner => self.partition_batch("", b"k", &[1], &[0], 1).map(drop),
+            PolicyKind::Acks => self
+                .decide(&acks::Request {
+                    stage: acks::Stage::AfterAppend,
+                    acks: 1,
+                    min_insync_replicas: 1,
+                    replicas: Vec::new(),
+                    leader_log_end_offset: 1,
+                    high_watermark: 1,
+                    flushed_offset: 1,
+                    last_offset: 0,
+                    elapsed_ms: 0,
+                })
+                .map(drop),
+        };
     }
 
     fn instantiate(&self) -> wasmtime::Result<Instance> {

@@ -18,7 +18,7 @@ use super::plugin::Plugin;
 use super::registry::{InstalledVersion, RegistryStore};
 use super::wit::acks::{Decision, Request};
 use super::wit::election::{Election, PartitionState};
-use super::{PolicyKind, conformance, defaults, validate};
+use super::{PerKind, PolicyKind, conformance, defaults, validate};
 
 /// Kafka's UNKNOWN_SERVER_ERROR: what a produce gets if even the built-in acks plugin fails.
 const UNKNOWN_SERVER_ERROR: i16 = -1;
@@ -66,7 +66,7 @@ pub struct PluginInfo {
 #[derive(Debug)]
 struct Active {
     /// Per kind: the broker-wide plugin.
-    defaults: HashMap<PolicyKind, Arc<Plugin>>,
+    defaults: PerKind<Arc<Plugin>>,
     /// Every installed plugin's current version, by name (built-ins included).
     by_name: HashMap<String, Arc<Plugin>>,
 }
@@ -95,7 +95,7 @@ pub struct Policies {
     engine: PolicyEngine,
     config: PolicyConfig,
     store: Mutex<RegistryStore>,
-    builtin: HashMap<PolicyKind, Arc<Plugin>>,
+    builtin: PerKind<Arc<Plugin>>,
     active: ArcSwap<Active>,
     metrics: Metrics,
 }
@@ -113,7 +113,7 @@ impl Policies {
         let engine = PolicyEngine::new(dir.map(|d| d.join("cache")))?;
         let store = RegistryStore::open(dir)?;
         let metrics = Metrics::default();
-        let mut builtin = HashMap::new();
+        let mut loaded_builtins = Vec::new();
         for (kind, name, bytes) in defaults::BUILTIN {
             let plugin = Plugin::load(
                 &engine,
@@ -127,8 +127,17 @@ impl Policies {
             if plugin.kind != kind {
                 bail!("the built-in {name} is a {:?} plugin", plugin.kind);
             }
-            builtin.insert(kind, Arc::new(plugin));
+            loaded_builtins.push(Arc::new(plugin));
         }
+        anyhow::ensure!(
+            loaded_builtins.iter().map(|p| p.kind).eq(PolicyKind::ALL),
+            "defaults::BUILTIN must list one plugin per kind, in PolicyKind::ALL order"
+        );
+        let builtin = PerKind::new(
+            loaded_builtins
+                .try_into()
+                .map_err(|_| anyhow::anyhow!("one built-in per kind"))?,
+        );
         let policies = Policies {
             engine,
             config,
@@ -208,37 +217,32 @@ impl Policies {
         for plugin in self.builtin.values() {
             by_name.insert(plugin.id.name.clone(), plugin.clone());
         }
-        let defaults = PolicyKind::ALL
-            .into_iter()
-            .map(|kind| {
-                let chosen = registry
-                    .defaults
-                    .get(&kind)
-                    .and_then(|name| by_name.get(name))
-                    .filter(|plugin| plugin.kind == kind)
-                    .unwrap_or(&self.builtin[&kind]);
-                (kind, chosen.clone())
-            })
-            .collect();
+        let defaults = PerKind::from_fn(|kind| {
+            registry
+                .defaults
+                .get(&kind)
+                .and_then(|name| by_name.get(name))
+                .filter(|plugin| plugin.kind == kind)
+                .unwrap_or(&self.builtin[kind])
+                .clone()
+        });
         Active { defaults, by_name }
     }
 
     /// The plugin serving a call of `kind`, given the topic's binding (its `policy.<kind>`).
-    fn resolve(&self, kind: PolicyKind, binding: Option<&str>) -> Arc<Plugin> {
-        let active = self.active.load();
+    fn resolve<'a>(
+        &'a self,
+        active: &'a Active,
+        kind: PolicyKind,
+        binding: Option<&str>,
+    ) -> &'a Arc<Plugin> {
         let bound = binding
             .and_then(|name| active.by_name.get(name))
             .filter(|plugin| plugin.kind == kind && !plugin.is_quarantined());
         match bound {
-            Some(plugin) => plugin.clone(),
-            None => {
-                let default = &active.defaults[&kind];
-                if default.is_quarantined() {
-                    self.builtin[&kind].clone()
-                } else {
-                    default.clone()
-                }
-            }
+            Some(plugin) => plugin,
+            None if active.defaults[kind].is_quarantined() => &self.builtin[kind],
+            None => &active.defaults[kind],
         }
     }
 
@@ -269,10 +273,13 @@ impl Policies {
         check: impl Fn(&R) -> Result<(), String>,
         last_resort: impl FnOnce() -> R,
     ) -> R {
-        let resolved = self.resolve(kind, binding);
-        let builtin = &self.builtin[&kind];
+        // The guard keeps this version set alive for the call: a swap meanwhile publishes a new
+        // set without disturbing this one, and no reference count is touched.
+        let active = self.active.load();
+        let resolved = self.resolve(&active, kind, binding);
+        let builtin = &self.builtin[kind];
         // The built-in is tried second only when the resolved plugin is not already it.
-        let fallback = (!Arc::ptr_eq(&resolved, builtin)).then_some(builtin.as_ref());
+        let fallback = (!Arc::ptr_eq(resolved, builtin)).then_some(builtin.as_ref());
         for plugin in std::iter::once(resolved.as_ref()).chain(fallback) {
             plugin.count_call();
             let outcome = call(plugin)
@@ -369,7 +376,7 @@ impl Policies {
 
     /// The name of the broker-wide plugin of `kind`.
     pub fn default_plugin(&self, kind: PolicyKind) -> String {
-        self.active.load().defaults[&kind].id.name.clone()
+        self.active.load().defaults[kind].id.name.clone()
     }
 
     /// The kind of an installed (or built-in) plugin.
@@ -617,7 +624,7 @@ impl Policies {
         let mut infos: Vec<PluginInfo> = PolicyKind::ALL
             .into_iter()
             .map(|kind| {
-                let plugin = &self.builtin[&kind];
+                let plugin = &self.builtin[kind];
                 PluginInfo {
                     name: plugin.id.name.clone(),
                     kind,
