@@ -252,7 +252,8 @@ impl PolicyEngine {
             }
         }
         let artifact = self.engine.precompile_component(bytes)?;
-        let component = Component::new(&self.engine, bytes)?;
+        // Loading the artifact just produced costs a fraction of compiling a second time.
+        let component = deserialize_own_artifact(&self.engine, &artifact)?;
         let temporary = path.with_extension("tmp");
         if let Err(error) =
             std::fs::write(&temporary, &artifact).and_then(|()| std::fs::rename(&temporary, &path))
@@ -304,6 +305,13 @@ fn load_precompiled(engine: &Engine, path: &std::path::Path) -> anyhow::Result<C
     // directory) are loaded, under a name keyed by the engine's compatibility hash; wasmtime
     // also checks the artifact's header against the engine before using it.
     Ok(unsafe { Component::deserialize_file(engine, path) }?)
+}
+
+/// Loads an artifact this engine produced a moment ago, in memory.
+#[allow(unsafe_code)]
+fn deserialize_own_artifact(engine: &Engine, artifact: &[u8]) -> anyhow::Result<Component> {
+    // SAFETY: `artifact` comes straight from `engine.precompile_component`, never from outside.
+    Ok(unsafe { Component::deserialize(engine, artifact) }?)
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
