@@ -8,22 +8,10 @@ use serde::Deserialize;
 
 use super::CliError;
 use crate::policy::conformance::{Outcome, ScenarioFile};
-use crate::policy::registry::InstalledVersion;
-use crate::policy::{Policies, PolicyKind};
+use crate::policy::{PluginInfo, Policies};
 
 /// The admin API of a broker started with no flags (`admin.listener`'s default).
 pub const DEFAULT_ADMIN_URL: &str = "http://127.0.0.1:9644";
-/// A plugin as the admin API reports it (`policy::PluginInfo`'s JSON).
-#[derive(Debug, Clone, Deserialize)]
-pub struct PluginInfo {
-    pub name: String,
-    pub kind: PolicyKind,
-    pub builtin: bool,
-    pub current_version: Option<String>,
-    pub versions: Vec<InstalledVersion>,
-    pub default_for_kind: bool,
-    pub quarantined: bool,
-}
 
 /// How long one admin request may take (an install compiles and tests the component).
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(120);
@@ -401,6 +389,8 @@ impl Admin {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::PolicyKind;
+    use crate::policy::registry::InstalledVersion;
 
     #[test]
     fn the_list_is_a_table() {

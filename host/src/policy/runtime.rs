@@ -49,8 +49,8 @@ impl PolicyConfig {
     }
 }
 
-/// What `list` and the admin API report of one plugin.
-#[derive(Debug, Clone, Serialize)]
+/// What `list` and the admin API report of one plugin (and what the CLI reads back).
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct PluginInfo {
     pub name: String,
     pub kind: PolicyKind,
