@@ -30,10 +30,15 @@
 //! `--quick`, it is a smoke pass of a few thousand records that checks every path runs and asserts
 //! no target.
 //!
-//! `WEIR_BENCH_PERF=<file>` appends one more 1 KiB acks=1 run with `perf record -p <broker pid>`
-//! attached, writing `<file>`; `WEIR_BENCH_PERF_CALL_GRAPH` picks perf's `--call-graph` mode
+//! `WEIR_BENCH_PERF=<file>` appends one more run of the first producer measurement selected (1 KiB
+//! acks=1 unless `WEIR_BENCH_ONLY` picks another) with `perf record -p <broker pid>` attached,
+//! writing `<file>`; `WEIR_BENCH_PERF_CALL_GRAPH` picks perf's `--call-graph` mode
 //! (default `fp`; `dwarf` gives usable stacks for a binary built without frame pointers).
 //! `WEIR_BENCH_DIR` picks the parent of the temporary directory (default: the system's).
+//! `WEIR_BENCH_BROKER=<path>` measures another `weir` binary (say, a copy built before a change,
+//! for an A/B comparison under the same load). `WEIR_BENCH_ONLY=<text>` runs only the
+//! measurements whose label contains `<text>` (e.g. `100 B`, `acks=1 p=1`, `consume`, `latency`,
+//! `RSS`).
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
@@ -156,7 +161,9 @@ impl Broker {
             .port();
         let log_path = dir.join("broker.log");
         let log = File::create(&log_path).context("creating the broker log")?;
-        let child = Command::new(env!("CARGO_BIN_EXE_weir"))
+        let binary = std::env::var_os("WEIR_BENCH_BROKER")
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_weir").into());
+        let child = Command::new(binary)
             .arg("serve")
             .arg("--set")
             .arg(format!("listeners=PLAINTEXT://127.0.0.1:{port}"))
@@ -212,7 +219,13 @@ impl Broker {
 
     /// User plus system CPU time the broker has used so far (all threads).
     fn cpu(&self, tick: f64) -> anyhow::Result<Duration> {
-        process_cpu(&format!("/proc/{}/stat", self.pid()), tick)
+        let (user, system) = self.cpu_split(tick)?;
+        Ok(user + system)
+    }
+
+    /// User and system CPU time the broker has used so far (all threads), apart.
+    fn cpu_split(&self, tick: f64) -> anyhow::Result<(Duration, Duration)> {
+        process_cpu_split(&format!("/proc/{}/stat", self.pid()), tick)
     }
 
     /// Resident set size in MiB.
@@ -252,6 +265,12 @@ impl Drop for Broker {
 
 /// utime + stime of the process whose `stat` file is `path`, in clock ticks of `tick` seconds.
 fn process_cpu(path: &str, tick: f64) -> anyhow::Result<Duration> {
+    let (user, system) = process_cpu_split(path, tick)?;
+    Ok(user + system)
+}
+
+/// (utime, stime) of the process whose `stat` file is `path`, in clock ticks of `tick` seconds.
+fn process_cpu_split(path: &str, tick: f64) -> anyhow::Result<(Duration, Duration)> {
     let stat = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
     // The command name (field 2) is in parentheses and may hold spaces; fields after its closing
     // parenthesis start at field 3 (state), so utime (field 14) and stime (15) are the 12th and
@@ -268,8 +287,8 @@ fn process_cpu(path: &str, tick: f64) -> anyhow::Result<Duration> {
             .parse::<u64>()
             .with_context(|| format!("parsing field {} of {path}", index + 3))
     };
-    let total = ticks(11)? + ticks(12)?;
-    Ok(Duration::from_secs_f64(total as f64 * tick))
+    let duration = |ticks: u64| Duration::from_secs_f64(ticks as f64 * tick);
+    Ok((duration(ticks(11)?), duration(ticks(12)?)))
 }
 
 /// Seconds per clock tick of `/proc/<pid>/stat`. `getconf CLK_TCK` reports sysconf(_SC_CLK_TCK)
@@ -503,6 +522,8 @@ struct ProduceResult {
     records: usize,
     elapsed: Duration,
     broker_cpu: Duration,
+    /// The system (kernel) part of `broker_cpu`: socket reads and file writes, mostly.
+    broker_system_cpu: Duration,
     client_cpu: Duration,
 }
 
@@ -517,6 +538,10 @@ impl ProduceResult {
 
     fn broker_us_per_record(&self) -> f64 {
         self.broker_cpu.as_secs_f64() * 1e6 / self.records as f64
+    }
+
+    fn broker_system_us_per_record(&self) -> f64 {
+        self.broker_system_cpu.as_secs_f64() * 1e6 / self.records as f64
     }
 
     fn client_us_per_record(&self) -> f64 {
@@ -544,7 +569,7 @@ fn produce_run(
     let value = vec![0x61u8; spec.value_bytes];
     let client_stat = format!("/proc/{}/stat", std::process::id());
 
-    let broker_cpu_before = broker.cpu(tick)?;
+    let (broker_user_before, broker_system_before) = broker.cpu_split(tick)?;
     let client_cpu_before = process_cpu(&client_stat, tick)?;
     let start = Instant::now();
     let mut sent = 0;
@@ -574,7 +599,9 @@ fn produce_run(
     wait_for_deliveries(&producer, &deliveries, sent)
         .with_context(|| format!("{}: flushing {sent} records", spec.label))?;
     let elapsed = start.elapsed();
-    let broker_cpu = broker.cpu(tick)?.saturating_sub(broker_cpu_before);
+    let (broker_user, broker_system) = broker.cpu_split(tick)?;
+    let broker_system_cpu = broker_system.saturating_sub(broker_system_before);
+    let broker_cpu = broker_user.saturating_sub(broker_user_before) + broker_system_cpu;
     let client_cpu = process_cpu(&client_stat, tick)?.saturating_sub(client_cpu_before);
 
     let delivered = deliveries.delivered.load(Ordering::Relaxed);
@@ -606,6 +633,7 @@ fn produce_run(
         records: sent,
         elapsed,
         broker_cpu,
+        broker_system_cpu,
         client_cpu,
     })
 }
@@ -829,7 +857,7 @@ fn rss_run(dir: &Path, scale: &Scale) -> anyhow::Result<(f64, f64)> {
     Ok((idle, loaded))
 }
 
-/// `perf record` attached to the broker for one extra 1 KiB acks=1 run, when asked for.
+/// `perf record` attached to the broker for one extra producer run, when asked for.
 fn profiled_run(
     broker: &Broker,
     spec: ProduceSpec,
@@ -949,6 +977,11 @@ fn main() -> anyhow::Result<()> {
     // Other processes on the machine move every figure; the load average says how busy it was.
     let loadavg = || std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!("load average at start: {}", loadavg().trim());
+    let only = std::env::var("WEIR_BENCH_ONLY").ok();
+    let selected = |label: &str| {
+        only.as_ref()
+            .is_none_or(|only| label.contains(only.as_str()))
+    };
     let mut rows = Vec::new();
 
     // References first, before any broker exists to compete with them.
@@ -981,30 +1014,35 @@ fn main() -> anyhow::Result<()> {
         verdict: String::new(),
     });
 
-    let rss_dir = temp.path().join("rss");
-    std::fs::create_dir(&rss_dir)?;
-    let (idle_rss, rss_1000) = rss_run(&rss_dir, &scale)?;
-    println!(
-        "broker RSS: idle {idle_rss:.1} MiB, after a {RSS_TOPIC_PARTITIONS}-partition topic \
+    let mut idle_rss = None;
+    if selected("RSS") {
+        let rss_dir = temp.path().join("rss");
+        std::fs::create_dir(&rss_dir)?;
+        let (idle, rss_1000) = rss_run(&rss_dir, &scale)?;
+        idle_rss = Some(idle);
+        let idle_rss = idle;
+        println!(
+            "broker RSS: idle {idle_rss:.1} MiB, after a {RSS_TOPIC_PARTITIONS}-partition topic \
          {rss_1000:.1} MiB ({:.1} KiB/partition)",
-        (rss_1000 - idle_rss) * 1024.0 / f64::from(RSS_TOPIC_PARTITIONS)
-    );
-    rows.push(Row {
-        what: "RSS idle".into(),
-        value: format!("{idle_rss:.1} MiB"),
-        reference: "-".into(),
-        ratio: "-".into(),
-        target: format!("< {TARGET_IDLE_RSS_MIB} MiB"),
-        verdict: verdict(idle_rss < TARGET_IDLE_RSS_MIB),
-    });
-    rows.push(Row {
-        what: format!("RSS + {RSS_TOPIC_PARTITIONS}-partition topic"),
-        value: format!("{rss_1000:.1} MiB"),
-        reference: format!("{idle_rss:.1} MiB idle"),
-        ratio: format!("{:.2}", rss_1000 / idle_rss),
-        target: "-".into(),
-        verdict: String::new(),
-    });
+            (rss_1000 - idle_rss) * 1024.0 / f64::from(RSS_TOPIC_PARTITIONS)
+        );
+        rows.push(Row {
+            what: "RSS idle".into(),
+            value: format!("{idle_rss:.1} MiB"),
+            reference: "-".into(),
+            ratio: "-".into(),
+            target: format!("< {TARGET_IDLE_RSS_MIB} MiB"),
+            verdict: verdict(idle_rss < TARGET_IDLE_RSS_MIB),
+        });
+        rows.push(Row {
+            what: format!("RSS + {RSS_TOPIC_PARTITIONS}-partition topic"),
+            value: format!("{rss_1000:.1} MiB"),
+            reference: format!("{idle_rss:.1} MiB idle"),
+            ratio: format!("{:.2}", rss_1000 / idle_rss),
+            target: "-".into(),
+            verdict: String::new(),
+        });
+    }
 
     let broker_dir = temp.path().join("broker");
     std::fs::create_dir(&broker_dir)?;
@@ -1035,13 +1073,18 @@ fn main() -> anyhow::Result<()> {
     ];
     let mut consume_row = None;
     for (index, spec) in specs.iter().enumerate() {
+        // The consumer reads the first run's topic, so that run is needed for it too.
+        let consume = index == 0 && selected("consume");
+        if !selected(spec.label) && !consume {
+            continue;
+        }
         let topic = format!("produce-{index}");
         let result = produce_run(&broker, *spec, &scale, tick, &topic)?;
         broker.check_alive()?;
         println!(
             "{}: {} records in {:.2} s, {:.1} MB/s, {:.0} records/s, {:.3}x loopback TCP, \
-             {:.3}x file write; broker CPU {:.3} µs/record (target < {}), client CPU {:.3} \
-             µs/record",
+             {:.3}x file write; broker CPU {:.3} µs/record ({:.3} system, target < {}), client \
+             CPU {:.3} µs/record",
             spec.label,
             result.records,
             result.elapsed.as_secs_f64(),
@@ -1050,6 +1093,7 @@ fn main() -> anyhow::Result<()> {
             result.mb_per_s() / tcp,
             result.mb_per_s() / file,
             result.broker_us_per_record(),
+            result.broker_system_us_per_record(),
             spec.cpu_target_us,
             result.client_us_per_record(),
         );
@@ -1080,7 +1124,7 @@ fn main() -> anyhow::Result<()> {
 
         // The first run's topic is the pre-filled one (1 KiB records on one partition), read
         // while its pages are still in the page cache.
-        if index == 0 {
+        if consume {
             let consumed = consume_run(&broker, &topic, result.records, tick)?;
             broker.check_alive()?;
             let consume_mb = consumed.bytes as f64 / consumed.elapsed.as_secs_f64() / MB;
@@ -1111,54 +1155,58 @@ fn main() -> anyhow::Result<()> {
     }
     rows.extend(consume_row);
 
-    let latency = latency_run(&broker, "latency", scale.latency_records)?;
-    broker.check_alive()?;
-    let ms = |duration: Duration| duration.as_secs_f64() * 1e3;
-    println!(
-        "end-to-end latency at {LATENCY_RATE} records/s: p50 {:.3} ms, p99 {:.3} ms, \
-         p999 {:.3} ms, max {:.3} ms ({} of {} measured records received)",
-        ms(latency.p50),
-        ms(latency.p99),
-        ms(latency.p999),
-        ms(latency.max),
-        latency.received,
-        latency.expected,
-    );
-    if latency.received < latency.expected {
+    if selected("latency") {
+        let latency = latency_run(&broker, "latency", scale.latency_records)?;
+        broker.check_alive()?;
+        let ms = |duration: Duration| duration.as_secs_f64() * 1e3;
         println!(
-            "note: {} latency records never arrived",
-            latency.expected - latency.received
+            "end-to-end latency at {LATENCY_RATE} records/s: p50 {:.3} ms, p99 {:.3} ms, \
+         p999 {:.3} ms, max {:.3} ms ({} of {} measured records received)",
+            ms(latency.p50),
+            ms(latency.p99),
+            ms(latency.p999),
+            ms(latency.max),
+            latency.received,
+            latency.expected,
         );
+        if latency.received < latency.expected {
+            println!(
+                "note: {} latency records never arrived",
+                latency.expected - latency.received
+            );
+        }
+        rows.push(Row {
+            what: format!("latency p50/p999 at {LATENCY_RATE}/s"),
+            value: format!("{:.3} / {:.3} ms", ms(latency.p50), ms(latency.p999)),
+            reference: format!("max {:.3} ms", ms(latency.max)),
+            ratio: "-".into(),
+            target: "-".into(),
+            verdict: String::new(),
+        });
+        rows.push(Row {
+            what: format!("latency p99 at {LATENCY_RATE}/s"),
+            value: format!("{:.3} ms", ms(latency.p99)),
+            reference: "-".into(),
+            ratio: format!("{:.2}", ms(latency.p99) / TARGET_P99_MS),
+            target: format!("< {TARGET_P99_MS} ms"),
+            verdict: verdict(
+                ms(latency.p99) < TARGET_P99_MS && latency.received == latency.expected,
+            ),
+        });
     }
-    rows.push(Row {
-        what: format!("latency p50/p999 at {LATENCY_RATE}/s"),
-        value: format!("{:.3} / {:.3} ms", ms(latency.p50), ms(latency.p999)),
-        reference: format!("max {:.3} ms", ms(latency.max)),
-        ratio: "-".into(),
-        target: "-".into(),
-        verdict: String::new(),
-    });
-    rows.push(Row {
-        what: format!("latency p99 at {LATENCY_RATE}/s"),
-        value: format!("{:.3} ms", ms(latency.p99)),
-        reference: "-".into(),
-        ratio: format!("{:.2}", ms(latency.p99) / TARGET_P99_MS),
-        target: format!("< {TARGET_P99_MS} ms"),
-        verdict: verdict(ms(latency.p99) < TARGET_P99_MS && latency.received == latency.expected),
-    });
 
     let loaded_rss = broker.rss_mib()?;
     rows.push(Row {
         what: "RSS after the runs".into(),
         value: format!("{loaded_rss:.1} MiB"),
-        reference: format!("{idle_rss:.1} MiB idle"),
-        ratio: format!("{:.2}", loaded_rss / idle_rss),
+        reference: idle_rss.map_or("-".into(), |idle| format!("{idle:.1} MiB idle")),
+        ratio: idle_rss.map_or("-".into(), |idle| format!("{:.2}", loaded_rss / idle)),
         target: "-".into(),
         verdict: String::new(),
     });
 
     if let Ok(output) = std::env::var("WEIR_BENCH_PERF")
-        && let Some(spec) = specs.first()
+        && let Some(spec) = specs.iter().find(|spec| selected(spec.label))
     {
         profiled_run(&broker, *spec, &scale, tick, &output)?;
     }
