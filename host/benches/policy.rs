@@ -308,6 +308,7 @@ impl Ran {
 
 /// A pre-instantiated acks component, for the layers below `Plugin`.
 struct BareAcks {
+    engine: PolicyEngine,
     store: wasmtime::Store<StoreState>,
     bindings: acks::AcksPolicy,
 }
@@ -319,12 +320,16 @@ impl BareAcks {
         limits: CallLimits,
     ) -> Self {
         let mut store = engine.new_store(Arc::from("bench-bare"), limits);
-        PolicyEngine::begin_call(&mut store);
+        engine.begin_call(&mut store);
         let bindings = pre.instantiate(&mut store).expect("instantiating acks");
         // The bare call never re-arms its deadline: push it out of reach (about 35 years of
         // 1 ms epoch ticks), so the deadline callback never runs.
         store.set_epoch_deadline(1 << 40);
-        BareAcks { store, bindings }
+        BareAcks {
+            engine: engine.clone(),
+            store,
+            bindings,
+        }
     }
 
     fn decide(&mut self, request: &acks::Request) -> acks::Decision {
@@ -336,7 +341,7 @@ impl BareAcks {
 
     /// As `Plugin` calls: arms the deadline first.
     fn decide_with_deadline(&mut self, request: &acks::Request) -> acks::Decision {
-        PolicyEngine::begin_call(&mut self.store);
+        self.engine.begin_call(&mut self.store);
         self.decide(request)
     }
 }
@@ -351,7 +356,7 @@ impl BarePartitioner {
     fn new(engine: &PolicyEngine, limits: CallLimits) -> anyhow::Result<Self> {
         let pre = partitioner::PartitionerPolicyPre::new(link(engine, defaults::PARTITIONER)?)?;
         let mut store = engine.new_store(Arc::from("bench-bare"), limits);
-        PolicyEngine::begin_call(&mut store);
+        engine.begin_call(&mut store);
         let bindings = pre.instantiate(&mut store)?;
         store.set_epoch_deadline(1 << 40);
         Ok(BarePartitioner { store, bindings })
@@ -980,7 +985,7 @@ fn lifecycle(
     for _ in 0..scale.instantiations {
         let (elapsed, instance) = time(|| {
             let mut store = plain.new_store(Arc::from("bench-instantiate"), limits);
-            PolicyEngine::begin_call(&mut store);
+            plain.begin_call(&mut store);
             let bindings = pre.instantiate(&mut store).expect("instantiating");
             (store, bindings)
         });

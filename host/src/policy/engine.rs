@@ -181,7 +181,62 @@ impl log::Host for StoreState {
 pub struct PolicyEngine {
     engine: Engine,
     cache_dir: Option<PathBuf>,
-    ticker_stop: Arc<AtomicBool>,
+    ticker: Arc<Ticker>,
+}
+
+/// Ticks without a call after which the epoch thread parks: an idle broker should not wake a
+/// thousand times a second for nothing.
+const IDLE_TICKS_BEFORE_PARKING: u32 = 50;
+
+/// The epoch thread's state, shared with every call.
+#[derive(Debug)]
+struct Ticker {
+    /// Set by a call's start and by every deadline callback (a running guest), cleared by
+    /// each tick: whether anything needs ticks.
+    recent: AtomicBool,
+    parked: AtomicBool,
+    thread: std::sync::OnceLock<std::thread::Thread>,
+}
+
+impl Ticker {
+    /// Marks activity and wakes a parked ticker. Costs one load when the ticker is running.
+    fn touch(&self) {
+        if !self.recent.load(Ordering::Relaxed) {
+            // SeqCst pairs with the ticker's store of `parked` and load of `recent`: either it
+            // sees this call, or this call sees it parked and wakes it.
+            self.recent.store(true, Ordering::SeqCst);
+            if self.parked.load(Ordering::SeqCst)
+                && let Some(thread) = self.thread.get()
+            {
+                thread.unpark();
+            }
+        }
+    }
+
+    fn run(&self, engine: wasmtime::EngineWeak) {
+        let mut idle_ticks = 0;
+        loop {
+            std::thread::sleep(EPOCH_TICK);
+            match engine.upgrade() {
+                Some(engine) => engine.increment_epoch(),
+                None => return,
+            }
+            if self.recent.swap(false, Ordering::SeqCst) {
+                idle_ticks = 0;
+                continue;
+            }
+            idle_ticks += 1;
+            if idle_ticks >= IDLE_TICKS_BEFORE_PARKING {
+                self.parked.store(true, Ordering::SeqCst);
+                if !self.recent.load(Ordering::SeqCst) {
+                    // Bounded, so the thread notices within a second that its engine is gone.
+                    std::thread::park_timeout(std::time::Duration::from_secs(1));
+                }
+                self.parked.store(false, Ordering::SeqCst);
+                idle_ticks = 0;
+            }
+        }
+    }
 }
 
 impl PolicyEngine {
@@ -196,23 +251,19 @@ impl PolicyEngine {
             // Deep recursion must end in a trap long before it could touch the host's stack.
             .max_wasm_stack(512 * 1024);
         let engine = Engine::new(&config)?;
-        let ticker_stop = Arc::new(AtomicBool::new(false));
-        let ticker = {
+        let ticker = Arc::new(Ticker {
+            recent: AtomicBool::new(false),
+            parked: AtomicBool::new(false),
+            thread: std::sync::OnceLock::new(),
+        });
+        let thread = {
             let engine = engine.weak();
-            let stop = ticker_stop.clone();
-            move || {
-                while !stop.load(Ordering::Relaxed) {
-                    std::thread::sleep(EPOCH_TICK);
-                    match engine.upgrade() {
-                        Some(engine) => engine.increment_epoch(),
-                        None => return,
-                    }
-                }
-            }
+            let ticker = ticker.clone();
+            std::thread::Builder::new()
+                .name("weir-policy-epoch".into())
+                .spawn(move || ticker.run(engine))?
         };
-        std::thread::Builder::new()
-            .name("weir-policy-epoch".into())
-            .spawn(ticker)?;
+        let _ = ticker.thread.set(thread.thread().clone());
         if let Some(dir) = &cache_dir {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("creating plugin cache {}", dir.display()))?;
@@ -220,7 +271,7 @@ impl PolicyEngine {
         Ok(PolicyEngine {
             engine,
             cache_dir,
-            ticker_stop,
+            ticker,
         })
     }
 
@@ -277,24 +328,22 @@ impl PolicyEngine {
             },
         );
         store.limiter(|state| state);
-        store.epoch_deadline_callback(|mut context| context.data_mut().check_deadline());
+        let ticker = self.ticker.clone();
+        store.epoch_deadline_callback(move |mut context| {
+            // A running guest keeps the ticker awake; one that was descheduled while the
+            // ticker parked wakes it here, on its first check after resuming.
+            ticker.touch();
+            context.data_mut().check_deadline()
+        });
         store.set_epoch_deadline(1);
         store
     }
 
     /// Arms the deadline for the call about to run in `store`.
-    pub fn begin_call(store: &mut Store<StoreState>) {
+    pub fn begin_call(&self, store: &mut Store<StoreState>) {
+        self.ticker.touch();
         store.data_mut().begin_call();
         store.set_epoch_deadline(1);
-    }
-}
-
-impl Drop for PolicyEngine {
-    fn drop(&mut self) {
-        // Clones share the flag; the ticker also stops by itself once the engine is gone.
-        if Arc::strong_count(&self.ticker_stop) == 1 {
-            self.ticker_stop.store(true, Ordering::Relaxed);
-        }
     }
 }
 

@@ -215,7 +215,7 @@ impl Plugin {
 
     fn instantiate(&self) -> wasmtime::Result<Instance> {
         let mut store = self.engine.new_store(self.label.clone(), self.limits);
-        PolicyEngine::begin_call(&mut store);
+        self.engine.begin_call(&mut store);
         let bindings = match &self.pre {
             Pre::Election(pre) => Bindings::Election(pre.instantiate(&mut store)?),
             Pre::Partitioner(pre) => Bindings::Partitioner(pre.instantiate(&mut store)?),
@@ -247,7 +247,7 @@ impl Plugin {
                 }
             })?,
         };
-        PolicyEngine::begin_call(&mut instance.store);
+        self.engine.begin_call(&mut instance.store);
         match call(&mut instance) {
             Ok(answer) => {
                 self.give_back(instance);
