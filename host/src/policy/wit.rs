@@ -9,8 +9,8 @@ pub mod election {
         additional_derives: [PartialEq, Eq, Clone, serde::Serialize, serde::Deserialize],
     });
 
-    pub use exports::weir::policy::election::{Election, ElectionReason, PartitionState};
-    pub use weir::policy::types::{BrokerId, BrokerStatus, ReplicaState};
+    pub use self::exports::weir::policy::election::{Election, ElectionReason, PartitionState};
+    pub use self::weir::policy::types::{BrokerId, BrokerStatus, ReplicaState};
 }
 
 /// The partitioner world.
@@ -34,5 +34,5 @@ pub mod acks {
         },
     });
 
-    pub use exports::weir::policy::acks::{Decision, ReplicaProgress, Request, Stage};
+    pub use self::exports::weir::policy::acks::{Decision, ReplicaProgress, Request, Stage};
 }
