@@ -40,6 +40,9 @@
 //! measurements whose label contains `<text>` (e.g. `100 B`, `acks=1 p=1`, `consume`, `latency`,
 //! `RSS`).
 
+#[path = "support/table.rs"]
+mod table;
+
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -58,6 +61,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::{Offset, TopicPartitionList};
+use table::{Row, print_table, verdict};
 
 const KIB: usize = 1024;
 const MIB: usize = 1024 * KIB;
@@ -888,71 +892,6 @@ fn profiled_run(
         result.broker_us_per_record()
     );
     Ok(())
-}
-
-/// One line of the summary table.
-#[derive(Debug)]
-struct Row {
-    what: String,
-    value: String,
-    reference: String,
-    ratio: String,
-    target: String,
-    verdict: String,
-}
-
-fn verdict(pass: bool) -> String {
-    if pass { "PASS" } else { "BELOW" }.to_string()
-}
-
-fn print_table(rows: &[Row], benchmarking: bool) {
-    let header = Row {
-        what: "measurement".into(),
-        value: "value".into(),
-        reference: "reference".into(),
-        ratio: "ratio".into(),
-        target: "target".into(),
-        verdict: "verdict".into(),
-    };
-    let width = |field: fn(&Row) -> &String| {
-        rows.iter()
-            .chain(std::iter::once(&header))
-            .map(|row| field(row).chars().count())
-            .max()
-            .unwrap_or(0)
-    };
-    let widths = [
-        width(|row| &row.what),
-        width(|row| &row.value),
-        width(|row| &row.reference),
-        width(|row| &row.ratio),
-        width(|row| &row.target),
-    ];
-    println!();
-    println!(
-        "summary{}",
-        if benchmarking {
-            ""
-        } else {
-            " (smoke pass: unoptimised, tiny data; verdicts mean nothing)"
-        }
-    );
-    for row in std::iter::once(&header).chain(rows) {
-        println!(
-            "{:<w0$}  {:>w1$}  {:>w2$}  {:>w3$}  {:<w4$}  {}",
-            row.what,
-            row.value,
-            row.reference,
-            row.ratio,
-            row.target,
-            row.verdict,
-            w0 = widths[0],
-            w1 = widths[1],
-            w2 = widths[2],
-            w3 = widths[3],
-            w4 = widths[4],
-        );
-    }
 }
 
 fn main() -> anyhow::Result<()> {

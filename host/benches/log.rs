@@ -15,6 +15,9 @@
 //! stand-in for a broker's log.dirs). Under `cargo test --benches` criterion runs every benchmark
 //! once and the data sets shrink so the run stays quick.
 
+#[path = "support/criterion.rs"]
+mod criterion_estimates;
+
 use std::cell::{Cell, OnceCell};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -25,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use criterion::{Criterion, SamplingMode, Throughput};
+use criterion_estimates::{criterion_dir, mean_ns};
 use tempfile::TempDir;
 use weir::clock::{Clock, SystemClock};
 use weir::storage::batch::validate_record_set;
@@ -414,46 +418,6 @@ fn cargo_target_dir() -> Option<PathBuf> {
             let exe = std::env::current_exe().ok()?;
             exe.ancestors().nth(3).map(Path::to_path_buf)
         })
-}
-
-/// Where criterion keeps its estimates, found the way criterion finds it: `$CRITERION_HOME`,
-/// `$CARGO_TARGET_DIR/criterion`, else the nearest `criterion` directory above this binary.
-fn criterion_dir() -> PathBuf {
-    if let Some(home) = std::env::var_os("CRITERION_HOME") {
-        return PathBuf::from(home);
-    }
-    if let Some(target) = std::env::var_os("CARGO_TARGET_DIR") {
-        return PathBuf::from(target).join("criterion");
-    }
-    std::env::current_exe()
-        .ok()
-        .and_then(|exe| {
-            exe.ancestors()
-                .map(|dir| dir.join("criterion"))
-                .find(|dir| dir.is_dir())
-        })
-        .unwrap_or_else(|| PathBuf::from("target/criterion"))
-}
-
-/// Mean time per iteration in ns from criterion's `<group>/<function>/new/estimates.json`.
-fn mean_ns(criterion_dir: &Path, group: &str, function: &str) -> Option<f64> {
-    let path = criterion_dir
-        .join(group)
-        .join(function)
-        .join("new")
-        .join("estimates.json");
-    let json = std::fs::read_to_string(path).ok()?;
-    // No JSON parser among the dependencies; the mean object is the first to follow "mean".
-    let mean = &json[json.find("\"mean\"")?..];
-    let key = "\"point_estimate\"";
-    let value = mean[mean.find(key)? + key.len()..]
-        .trim_start()
-        .strip_prefix(':')?
-        .trim_start();
-    let end = value
-        .find(|c: char| !(c.is_ascii_digit() || matches!(c, '.' | '-' | '+' | 'e' | 'E')))
-        .unwrap_or(value.len());
-    value[..end].parse().ok()
 }
 
 fn print_ratios(comparisons: &[Comparison]) {

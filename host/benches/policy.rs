@@ -41,6 +41,11 @@
 //! parts shrink to a smoke pass, and no ratio means anything. `WEIR_BENCH_DIR` picks the parent of
 //! the temporary directory (default: the system's).
 
+#[path = "support/criterion.rs"]
+mod criterion_estimates;
+#[path = "support/table.rs"]
+mod table;
+
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -51,6 +56,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, anyhow, ensure};
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, Throughput};
+use criterion_estimates::{criterion_dir, mean_ns};
+use table::{Row, print_table, verdict};
 use wasmtime::component::{HasSelf, Linker};
 use weir::broker::Broker;
 use weir::config::BrokerConfig;
@@ -1438,21 +1445,6 @@ fn produce_throughput(scale: Scale, scratch: &Path, rows: &mut Vec<Row>) -> anyh
 // Output.
 // ---------------------------------------------------------------------------------------------
 
-/// One line of the summary table.
-#[derive(Debug)]
-struct Row {
-    what: String,
-    value: String,
-    reference: String,
-    ratio: String,
-    target: String,
-    verdict: String,
-}
-
-fn verdict(pass: bool) -> String {
-    if pass { "PASS" } else { "BELOW" }.to_string()
-}
-
 fn secs(duration: Duration) -> f64 {
     duration.as_secs_f64()
 }
@@ -1472,87 +1464,6 @@ fn ns(ns: f64) -> String {
 
 fn dur(duration: Duration) -> String {
     ns(duration.as_nanos() as f64)
-}
-
-fn print_table(rows: &[Row], benchmarking: bool) {
-    let header = Row {
-        what: "measurement".into(),
-        value: "value".into(),
-        reference: "reference".into(),
-        ratio: "ratio".into(),
-        target: "target".into(),
-        verdict: "verdict".into(),
-    };
-    let width = |field: fn(&Row) -> &String| {
-        rows.iter()
-            .chain(std::iter::once(&header))
-            .map(|row| field(row).chars().count())
-            .max()
-            .unwrap_or(0)
-    };
-    let widths = [
-        width(|row| &row.what),
-        width(|row| &row.value),
-        width(|row| &row.reference),
-        width(|row| &row.ratio),
-        width(|row| &row.target),
-    ];
-    println!();
-    println!(
-        "summary{}",
-        if benchmarking {
-            ""
-        } else {
-            " (smoke pass: unoptimised, tiny data; verdicts mean nothing)"
-        }
-    );
-    for row in std::iter::once(&header).chain(rows) {
-        println!(
-            "{:<w0$}  {:>w1$}  {:>w2$}  {:>w3$}  {:<w4$}  {}",
-            row.what,
-            row.value,
-            row.reference,
-            row.ratio,
-            row.target,
-            row.verdict,
-            w0 = widths[0],
-            w1 = widths[1],
-            w2 = widths[2],
-            w3 = widths[3],
-            w4 = widths[4],
-        );
-    }
-}
-
-/// Where criterion keeps its estimates, found the way criterion finds it: `$CRITERION_HOME`,
-/// `$CARGO_TARGET_DIR/criterion`, else the nearest `criterion` directory above this binary.
-fn criterion_dir() -> PathBuf {
-    if let Some(home) = std::env::var_os("CRITERION_HOME") {
-        return PathBuf::from(home);
-    }
-    if let Some(target) = std::env::var_os("CARGO_TARGET_DIR") {
-        return PathBuf::from(target).join("criterion");
-    }
-    std::env::current_exe()
-        .ok()
-        .and_then(|exe| {
-            exe.ancestors()
-                .map(|dir| dir.join("criterion"))
-                .find(|dir| dir.is_dir())
-        })
-        .unwrap_or_else(|| PathBuf::from("target/criterion"))
-}
-
-/// Mean time per iteration in ns from criterion's `<group>/<function>/new/estimates.json`.
-fn mean_ns(criterion_dir: &Path, group: &str, function: &str) -> Option<f64> {
-    let path = criterion_dir
-        .join(group)
-        .join(function)
-        .join("new")
-        .join("estimates.json");
-    let json = std::fs::read_to_string(path).ok()?;
-    let estimates: serde_json::Value = serde_json::from_str(&json).ok()?;
-    estimates["mean"]["point_estimate"].as_f64()
 }
 
 fn main() -> anyhow::Result<()> {
