@@ -124,6 +124,29 @@ weir_plugin_sdk::export_partitioner!(DefaultPartitioner);
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_batch_places_keys_where_single_calls_do() {
+        let keys: Vec<Vec<u8>> = (0..500).map(|i| format!("k{i}").into_bytes()).collect();
+        let (bytes, ends) =
+            weir_plugin_sdk::partitioner::pack_keys(keys.iter().map(|k| Some(k.as_slice())));
+        for partition_count in [1, 3, 12, 1000] {
+            let batch = DefaultPartitioner::partition_batch(
+                "t",
+                BatchKeys {
+                    bytes: &bytes,
+                    ends: &ends,
+                },
+                &[],
+                partition_count,
+            );
+            let single: Vec<u32> = keys
+                .iter()
+                .map(|key| partition_for_key(key, partition_count))
+                .collect();
+            assert_eq!(batch, single);
+        }
+    }
+
     /// Vectors from the Java client's `UtilsTest.testMurmur2` and DefaultPartitioner behaviour.
     #[test]
     fn murmur2_matches_the_java_client() {
