@@ -714,3 +714,130 @@ fn plugin_dir_installs_and_activates_what_appears_there() -> anyhow::Result<()> 
         Ok(())
     })
 }
+
+/// Runs the `weir` CLI with `stdin`, waiting at most [`TIMEOUT`] for it to exit.
+fn weir_cli(args: &[&str], stdin: &str) -> anyhow::Result<std::process::Output> {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(weir_tests::broker::weir_binary())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    child
+        .stdin
+        .take()
+        .context("the CLI's stdin")?
+        .write_all(stdin.as_bytes())?;
+    let deadline = Instant::now() + TIMEOUT;
+    while child.try_wait()?.is_none() {
+        if Instant::now() >= deadline {
+            child.kill()?;
+            bail!("`weir {}` did not exit within {TIMEOUT:?}", args.join(" "));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(child.wait_with_output()?)
+}
+
+/// The key-prefix example partitioner ("eu:" keys to partition 0, "us:" keys to 1).
+fn key_prefix_partitioner() -> &'static [u8] {
+    static COMPONENTS: weir_tests::plugins::Components =
+        weir_tests::plugins::Components::new(&["weir-example-key-prefix-partitioner"]);
+    COMPONENTS.get("weir-example-key-prefix-partitioner")
+}
+
+/// `weir produce` without `--partition` places records with the topic's own partitioner plugin,
+/// fetched from the admin API (`GET /v1/plugins/{name}/component`), as the broker would; when it
+/// cannot fetch it, it refuses rather than place records by another rule.
+#[test]
+fn weir_produce_places_records_with_the_topics_partitioner_plugin() -> anyhow::Result<()> {
+    with_broker(&[], &[], |broker| {
+        let admin = Admin::of(broker)?;
+        let bootstrap = broker.bootstrap();
+        let admin_url = broker.admin_url();
+        let created = weir_cli(
+            &[
+                "topics",
+                "--bootstrap-server",
+                &bootstrap,
+                "--create",
+                "--topic",
+                "routed",
+                "--partitions",
+                "4",
+                "--replication-factor",
+                "1",
+            ],
+            "",
+        )?;
+        ensure!(created.status.success(), "{created:?}");
+        admin
+            .post("/v1/plugins?name=prefix", key_prefix_partitioner())?
+            .expect(201)?;
+        admin
+            .get("/v1/plugins/prefix/component")?
+            .expect_error(404, "never been activated")?;
+        admin
+            .post_json("/v1/plugins/prefix/activate", &json!({"topic": "routed"}))?
+            .expect(200)?;
+        let served = admin
+            .agent
+            .get(format!("{admin_url}/v1/plugins/prefix/component"))
+            .call()?;
+        ensure!(served.status() == 200, "{served:?}");
+        ensure!(
+            served
+                .headers()
+                .get("x-weir-plugin-version")
+                .map(|v| v.as_bytes())
+                == Some(b"1"),
+            "{served:?}"
+        );
+        let served = served.into_body().read_to_vec()?;
+        ensure!(
+            served == key_prefix_partitioner(),
+            "the served component differs"
+        );
+        admin
+            .get("/v1/plugins/nothing/component")?
+            .expect_error(404, "no plugin named")?;
+
+        let produce = |admin_url: &str| {
+            weir_cli(
+                &[
+                    "produce",
+                    "--bootstrap-server",
+                    &bootstrap,
+                    "--admin-url",
+                    admin_url,
+                    "--topic",
+                    "routed",
+                    "--key-separator",
+                    "|",
+                ],
+                "eu:1|a\nus:7|b\neu:9|c\nus:2|d\n",
+            )
+        };
+        let produced = produce(&admin_url)?;
+        ensure!(produced.status.success(), "{produced:?}");
+        // The built-in would put these keys by murmur2; the plugin routes them by prefix.
+        let keys = |records: Vec<ReadBack>| -> Vec<Option<String>> {
+            records.into_iter().map(|(_, key, _, _)| key).collect()
+        };
+        let eu = keys(consume_partition(broker, "routed", 0, 2)?);
+        ensure!(eu == [Some("eu:1".into()), Some("eu:9".into())], "{eu:?}");
+        let us = keys(consume_partition(broker, "routed", 1, 2)?);
+        ensure!(us == [Some("us:7".into()), Some("us:2".into())], "{us:?}");
+
+        let nowhere = format!("http://127.0.0.1:{}", weir_tests::broker::free_port());
+        let refused = produce(&nowhere)?;
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        ensure!(
+            refused.status.code() == Some(1)
+                && stderr.contains("the partitioner plugin 'prefix', which could not be fetched"),
+            "{refused:?}"
+        );
+        Ok(())
+    })
+}

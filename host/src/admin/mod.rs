@@ -142,6 +142,7 @@ pub fn router(broker: Arc<Broker>) -> Router {
             "/v1/plugins/{name}/activate",
             post(plugins::activate).layer(DefaultBodyLimit::max(SMALL_BODY_MAX_BYTES)),
         )
+        .route("/v1/plugins/{name}/component", get(plugins::component))
         .route("/v1/plugins/{name}/rollback", post(plugins::rollback))
         .route(
             "/v1/topics/{topic}/records",

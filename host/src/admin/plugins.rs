@@ -1,6 +1,7 @@
-//! The plugin endpoints: install, list, info, activate (broker-wide or for one topic),
-//! rollback, remove. Each is one `Policies` call; the topic binding is a topic config
-//! (`policy.<kind>`), changed through the broker as AlterConfigs changes it.
+//! The plugin endpoints: install, list, info, the current component's bytes, activate
+//! (broker-wide or for one topic), rollback, remove. Each is one `Policies` call; the topic
+//! binding is a topic config (`policy.<kind>`), changed through the broker as AlterConfigs
+//! changes it.
 
 use std::sync::Arc;
 
@@ -94,6 +95,29 @@ pub async fn list(State(broker): State<Arc<Broker>>) -> Response {
 pub async fn info(State(broker): State<Arc<Broker>>, name: Name) -> Result<Response, AdminError> {
     let info = known(&broker.policies, &path(name)?)?;
     Ok(json_response(StatusCode::OK, &info))
+}
+
+/// The header naming the version whose bytes `GET /v1/plugins/{name}/component` returns.
+pub const VERSION_HEADER: &str = "x-weir-plugin-version";
+
+/// `GET /v1/plugins/{name}/component`: the current version's component (`application/wasm`),
+/// its version in [`VERSION_HEADER`]; for clients that run the plugin themselves.
+pub async fn component(
+    State(broker): State<Arc<Broker>>,
+    name: Name,
+) -> Result<Response, AdminError> {
+    let name = path(name)?;
+    known(&broker.policies, &name)?;
+    let policies = broker.policies.clone();
+    let (version, bytes) = blocking(move || policies.component(&name))
+        .await?
+        .map_err(|error| AdminError::not_found(one_line(&error)))?;
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(axum::http::header::CONTENT_TYPE, "application/wasm")
+        .header(VERSION_HEADER, version)
+        .body(axum::body::Body::from(bytes))
+        .map_err(|error| AdminError::internal(error.to_string()))
 }
 
 /// The body of `POST /v1/plugins/{name}/activate`; empty means `{}`.

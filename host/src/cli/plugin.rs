@@ -350,6 +350,23 @@ impl Admin {
         url: &str,
         response: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
     ) -> Result<T, CliError> {
+        let (_, body) = self.successful(method, url, response)?;
+        serde_json::from_slice(&body).map_err(|error| {
+            CliError::Plugin(format!(
+                "{method} {url}: unexpected answer ({error}): {}",
+                String::from_utf8_lossy(&body)
+            ))
+        })
+    }
+
+    /// The headers and body (at most [`RESPONSE_MAX_BYTES`]) of a 2xx response; otherwise the
+    /// broker's `error` message.
+    fn successful(
+        &self,
+        method: &str,
+        url: &str,
+        response: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Result<(ureq::http::HeaderMap, Vec<u8>), CliError> {
         let mut response = response.map_err(|error| {
             CliError::Plugin(format!(
                 "cannot reach the admin API at {}: {error} (is `weir serve` running there? see --admin-url)",
@@ -357,11 +374,11 @@ impl Admin {
             ))
         })?;
         let status = response.status();
-        let text = response
+        let body = response
             .body_mut()
             .with_config()
             .limit(RESPONSE_MAX_BYTES)
-            .read_to_string()
+            .read_to_vec()
             .map_err(|error| {
                 CliError::Plugin(format!("{method} {url}: cannot read the answer: {error}"))
             })?;
@@ -370,6 +387,7 @@ impl Admin {
             struct ErrorBody {
                 error: String,
             }
+            let text = String::from_utf8_lossy(&body);
             let message = serde_json::from_str::<ErrorBody>(&text)
                 .map(|body| body.error)
                 .unwrap_or_else(|_| text.trim().to_string());
@@ -378,12 +396,26 @@ impl Admin {
                 status.as_u16()
             )));
         }
-        serde_json::from_str(&text).map_err(|error| {
-            CliError::Plugin(format!(
-                "{method} {url}: unexpected answer ({error}): {text}"
-            ))
-        })
+        Ok((response.headers().clone(), body))
     }
+}
+
+/// The component of plugin `name`'s current version and that version, from a broker's admin
+/// API (`GET /v1/plugins/{name}/component`).
+pub fn fetch_component(admin_url: &str, name: &str) -> Result<(String, Vec<u8>), CliError> {
+    let admin = Admin::new(admin_url);
+    let url = format!("{}/v1/plugins/{name}/component", admin.base);
+    let (headers, body) = admin.successful("GET", &url, admin.agent.get(&url).call())?;
+    let version = headers
+        .get(crate::admin::plugins::VERSION_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .ok_or_else(|| {
+            CliError::Plugin(format!(
+                "GET {url}: the answer has no {} header",
+                crate::admin::plugins::VERSION_HEADER
+            ))
+        })?;
+    Ok((version.to_string(), body))
 }
 
 #[cfg(test)]

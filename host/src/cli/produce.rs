@@ -79,6 +79,9 @@ pub struct ProduceArgs {
     /// Acknowledgements to wait for: -1 (or all) = every in-sync replica, 1 = the leader, 0 = none.
     #[arg(long, default_value = "-1", allow_hyphen_values = true, value_parser = parse_acks)]
     pub acks: i16,
+    /// The broker's HTTP admin API, where a topic's own partitioner plugin is fetched from.
+    #[arg(long, value_name = "URL", default_value = super::plugin::DEFAULT_ADMIN_URL)]
+    pub admin_url: String,
 }
 
 fn parse_acks(text: &str) -> Result<i16, String> {
@@ -90,9 +93,10 @@ fn parse_acks(text: &str) -> Result<i16, String> {
     }
 }
 
-/// Where records go when `--partition` names none: the partitioner plugin, run here in the
-/// plugin runtime (the embedded default, `partitioner-default`: murmur2 for keys as Kafka's
-/// Java client, sticky placement for null keys), one call per batch of lines read.
+/// Where records go when `--partition` names none: the topic's partitioner plugin, run here in
+/// the plugin runtime, one call per batch of lines read. That is the embedded default,
+/// `partitioner-default` (murmur2 for keys as Kafka's Java client, sticky placement for null
+/// keys), unless the topic (or the broker) uses another, which is fetched from the admin API.
 #[derive(Debug)]
 pub struct Placement {
     policies: Arc<Policies>,
@@ -106,6 +110,54 @@ impl Placement {
                 CliError::Plugin(format!("cannot start the partitioner plugin: {error:#}"))
             })?;
         Ok(Placement { policies })
+    }
+
+    /// Runs `plugin` (a component and its version) here as the partitioner, after the same
+    /// conformance scenarios an install runs.
+    pub fn with_plugin(name: &str, version: &str, component: &[u8]) -> Result<Placement, CliError> {
+        let placement = Placement::open()?;
+        let load = || -> anyhow::Result<()> {
+            placement
+                .policies
+                .install(name, Some(version), component, now_ms())?;
+            placement.policies.activate(name, Some(version), true)?;
+            Ok(())
+        };
+        load().map_err(|error| {
+            CliError::Plugin(format!(
+                "cannot run the partitioner plugin '{name}' version {version}: {error:#}"
+            ))
+        })?;
+        Ok(placement)
+    }
+
+    /// The placement of `topic`'s records: its partitioner plugin as the broker reports it
+    /// (DescribeConfigs), fetched from `admin_url` when it is not the built-in.
+    async fn for_topic(
+        client: &mut super::Client,
+        topic: &str,
+        admin_url: &str,
+    ) -> Result<Placement, CliError> {
+        let builtin = defaults::BUILTIN
+            .iter()
+            .find(|(kind, _, _)| *kind == PolicyKind::Partitioner)
+            .map(|(_, name, _)| *name);
+        let plugin = match topic_partitioner(client, topic).await {
+            Some(plugin) if Some(plugin.as_str()) != builtin => plugin,
+            // The built-in, or a broker that does not say (an older one): murmur2.
+            _ => return Placement::open(),
+        };
+        let (admin_url, name) = (admin_url.to_string(), plugin.clone());
+        let fetched =
+            tokio::task::spawn_blocking(move || super::plugin::fetch_component(&admin_url, &name))
+                .await
+                .map_err(|error| CliError::Plugin(format!("fetching the partitioner: {error}")))?;
+        let (version, component) = fetched.map_err(|error| {
+            CliError::Plugin(format!(
+                "topic '{topic}' places records with the partitioner plugin '{plugin}', which could not be fetched ({error}); pass the broker's --admin-url, or choose a partition with --partition"
+            ))
+        })?;
+        Placement::with_plugin(&plugin, &version, &component)
     }
 
     /// The partitions of `keys` (with their values' sizes) in a topic of `partition_count`.
@@ -160,8 +212,7 @@ pub async fn run(args: ProduceArgs) -> Result<(), CliError> {
     let placement = match args.partition {
         Some(_) => None,
         None => {
-            warn_if_bound_elsewhere(cluster.bootstrap(), &target.name).await;
-            Some(Placement::open()?)
+            Some(Placement::for_topic(cluster.bootstrap(), &target.name, &args.admin_url).await?)
         }
     };
     let mut sender = Sender {
@@ -226,25 +277,6 @@ pub async fn run(args: ProduceArgs) -> Result<(), CliError> {
         }
     }
     sender.send(&mut pending).await
-}
-
-/// The partitioner a topic uses (its `policy.partitioner`, or the broker-wide one) when it is
-/// not the built-in: this client only runs the built-in, so it says so. Any failure to ask is
-/// silent (an older broker, or one without the config).
-async fn warn_if_bound_elsewhere(client: &mut super::Client, topic: &str) {
-    let Some(plugin) = topic_partitioner(client, topic).await else {
-        return;
-    };
-    let builtin = defaults::BUILTIN
-        .iter()
-        .find(|(kind, _, _)| *kind == PolicyKind::Partitioner)
-        .map(|(_, name, _)| *name);
-    if Some(plugin.as_str()) != builtin {
-        eprintln!(
-            "weir produce: warning: topic '{topic}' uses the partitioner plugin '{plugin}', which this client cannot fetch from the broker; records without --partition are placed by the built-in {} instead (the admin API's POST /v1/topics/{topic}/records places them with '{plugin}')",
-            builtin.unwrap_or("partitioner")
-        );
-    }
 }
 
 /// The topic's `policy.partitioner` as DescribeConfigs reports it.

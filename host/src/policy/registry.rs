@@ -47,11 +47,14 @@ pub struct Registry {
     pub defaults: BTreeMap<PolicyKind, String>,
 }
 
-/// The registry with its directory; `None` keeps everything in memory (the CLI's `plugin test`).
+/// The registry with its directory; `None` keeps everything in memory (the CLI's `plugin test`,
+/// and `weir produce` running a topic's partitioner).
 #[derive(Debug)]
 pub struct RegistryStore {
     dir: Option<PathBuf>,
     pub registry: Registry,
+    /// Components by sha256 when there is no directory.
+    in_memory: std::sync::Mutex<BTreeMap<String, Vec<u8>>>,
 }
 
 impl RegistryStore {
@@ -60,6 +63,7 @@ impl RegistryStore {
             return Ok(RegistryStore {
                 dir: None,
                 registry: Registry::default(),
+                in_memory: Default::default(),
             });
         };
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -73,6 +77,7 @@ impl RegistryStore {
         Ok(RegistryStore {
             dir: Some(dir.to_path_buf()),
             registry,
+            in_memory: Default::default(),
         })
     }
 
@@ -92,6 +97,7 @@ impl RegistryStore {
 
     pub fn store_component(&self, sha256: &str, bytes: &[u8]) -> anyhow::Result<()> {
         let Some(dir) = &self.dir else {
+            self.memory().insert(sha256.to_string(), bytes.to_vec());
             return Ok(());
         };
         crate::storage::files::write_atomically(&Self::component_path(dir, sha256), bytes)
@@ -100,7 +106,11 @@ impl RegistryStore {
 
     pub fn read_component(&self, sha256: &str) -> anyhow::Result<Vec<u8>> {
         let Some(dir) = &self.dir else {
-            bail!("no plugin directory");
+            return self
+                .memory()
+                .get(sha256)
+                .cloned()
+                .with_context(|| format!("no component with sha256 {sha256}"));
         };
         let path = Self::component_path(dir, sha256);
         let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
@@ -111,17 +121,24 @@ impl RegistryStore {
         Ok(bytes)
     }
 
-    /// Deletes component files no installed version refers to.
+    fn memory(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Vec<u8>>> {
+        self.in_memory
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Deletes components no installed version refers to.
     pub fn delete_unreferenced(&self) {
-        let Some(dir) = &self.dir else {
-            return;
-        };
         let referenced: std::collections::HashSet<&str> = self
             .registry
             .plugins
             .values()
             .flat_map(|entry| entry.versions.iter().map(|v| v.sha256.as_str()))
             .collect();
+        let Some(dir) = &self.dir else {
+            self.memory().retain(|sha, _| referenced.contains(sha.as_str()));
+            return;
+        };
         let Ok(files) = std::fs::read_dir(dir) else {
             return;
         };

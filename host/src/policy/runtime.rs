@@ -535,6 +535,30 @@ impl Policies {
         self.info(name)
     }
 
+    /// The component of `name`'s current version (a built-in's embedded one), for a client
+    /// that runs the plugin itself: `weir produce` places records as the broker would.
+    pub fn component(&self, name: &str) -> anyhow::Result<(String, Vec<u8>)> {
+        if let Some((_, _, bytes)) = defaults::BUILTIN
+            .iter()
+            .find(|(_, builtin, _)| *builtin == name)
+        {
+            return Ok((defaults::VERSION.to_string(), bytes.to_vec()));
+        }
+        let store = lock(&self.store);
+        let Some(entry) = store.registry.plugins.get(name) else {
+            bail!("no plugin named `{name}` is installed");
+        };
+        let Some(installed) = entry
+            .current
+            .as_deref()
+            .and_then(|version| entry.version(version))
+        else {
+            bail!("`{name}` is installed but has never been activated");
+        };
+        let bytes = store.read_component(&installed.sha256)?;
+        Ok((installed.version.clone(), bytes))
+    }
+
     /// Returns `name` to the version that was current before the last activation.
     pub fn rollback(&self, name: &str) -> anyhow::Result<PluginInfo> {
         let mut store = lock(&self.store);
