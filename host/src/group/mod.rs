@@ -76,6 +76,9 @@ pub struct CommitRequest {
     pub offsets: Vec<(String, i32, CommittedOffset)>,
 }
 
+/// OffsetFetch's answer: per topic, each partition's committed offset (`None`: nothing).
+pub type FetchedOffsets = Vec<(String, Vec<(i32, Option<CommittedOffset>)>)>;
+
 /// A group in ListGroups.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListedGroup {
@@ -283,7 +286,7 @@ impl GroupCoordinator {
         &self,
         group_id: &str,
         partitions: Option<Vec<(String, Vec<i32>)>>,
-    ) -> Vec<(String, Vec<(i32, Option<CommittedOffset>)>)> {
+    ) -> FetchedOffsets {
         let inner = self.lock();
         let group = inner.groups.get(group_id);
         match partitions {
@@ -510,6 +513,26 @@ mod tests {
         assert_eq!(second.members.len(), 1);
     }
 
+    /// At shutdown a parked JoinGroup is answered at once (NOT_COORDINATOR), and later ones do
+    /// not park, so connections drain instead of waiting out a rebalance timeout.
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_answers_parked_joins() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let coordinator = std::sync::Arc::new(coordinator(dir.path(), 3000));
+        let started = Instant::now();
+        let parked = tokio::spawn({
+            let coordinator = coordinator.clone();
+            async move { join_twice(&coordinator).await }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        coordinator.shutdown();
+        let answer = parked.await.expect("joined");
+        assert_eq!(answer.error, Some(ResponseError::NotCoordinator));
+        assert_eq!(started.elapsed(), Duration::from_millis(100));
+        let late = coordinator.join(join_request("")).await;
+        assert_eq!(late.error, Some(ResponseError::NotCoordinator));
+    }
+
     #[tokio::test]
     async fn commits_persist_and_deleted_topics_and_groups_lose_them() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -549,10 +572,7 @@ mod tests {
                 ("u".to_string(), vec![(0, None)]),
             ]
         );
-        assert_eq!(
-            coordinator.fetch_offsets("b", None),
-            Vec::<(String, Vec<(i32, Option<CommittedOffset>)>)>::new()
-        );
+        assert_eq!(coordinator.fetch_offsets("b", None), FetchedOffsets::new());
         let listed = coordinator.list();
         assert_eq!(listed.len(), 1);
         assert_eq!(listed[0].state, GroupState::Empty);

@@ -7,11 +7,14 @@ use kafka_protocol::ResponseError;
 use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
 };
-use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
+use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse, TopicName};
 
 use crate::broker::Broker;
 use crate::group::CommitRequest;
 use crate::group::offsets::CommittedOffset;
+
+/// A topic's partitions and their errors, in request order; `None` waits for the commit.
+type Answers = Vec<(TopicName, Vec<(i32, Option<ResponseError>)>)>;
 
 pub fn handle(broker: &Broker, request: OffsetCommitRequest) -> OffsetCommitResponse {
     let group_id = request.group_id.0.to_string();
@@ -19,11 +22,7 @@ pub fn handle(broker: &Broker, request: OffsetCommitRequest) -> OffsetCommitResp
     let commit_timestamp_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_millis() as i64);
-    // (topic, [(partition, error)]) in request order; `None` errors wait for the commit.
-    let mut answers: Vec<(
-        kafka_protocol::messages::TopicName,
-        Vec<(i32, Option<ResponseError>)>,
-    )> = Vec::with_capacity(request.topics.len());
+    let mut answers: Answers = Vec::with_capacity(request.topics.len());
     let mut accepted = Vec::new();
     for topic in request.topics {
         let name = topic.name.0.to_string();

@@ -11,6 +11,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::{str_bytes, topic_name};
 use crate::broker::Broker;
+use crate::group::FetchedOffsets;
 use crate::group::offsets::CommittedOffset;
 
 /// v8 is the first version asking for several groups.
@@ -20,9 +21,11 @@ const MULTI_GROUP_VERSION: i16 = 8;
 const NO_OFFSET: i64 = -1;
 const NO_LEADER_EPOCH: i32 = -1;
 
-type Found = Vec<(String, Vec<(i32, Option<CommittedOffset>)>)>;
-
-fn fetch(broker: &Broker, group_id: &str, topics: Option<Vec<(String, Vec<i32>)>>) -> Found {
+fn fetch(
+    broker: &Broker,
+    group_id: &str,
+    topics: Option<Vec<(String, Vec<i32>)>>,
+) -> FetchedOffsets {
     broker.groups.fetch_offsets(group_id, topics)
 }
 
