@@ -107,6 +107,14 @@ fn produce(
 
 /// A librdkafka group consumer (subscribe, not assign), committing only when told to.
 fn group_consumer(bootstrap: &str, group: &str) -> anyhow::Result<BaseConsumer> {
+    group_consumer_with(bootstrap, group, &[])
+}
+
+fn group_consumer_with(
+    bootstrap: &str,
+    group: &str,
+    extra: &[(&str, &str)],
+) -> anyhow::Result<BaseConsumer> {
     let mut config = rdkafka::config::ClientConfig::new();
     config
         .set("bootstrap.servers", bootstrap)
@@ -120,6 +128,9 @@ fn group_consumer(bootstrap: &str, group: &str) -> anyhow::Result<BaseConsumer> 
         .set("reconnect.backoff.ms", "50")
         .set("reconnect.backoff.max.ms", "500")
         .set("topic.metadata.refresh.interval.ms", "1000");
+    for (key, value) in extra {
+        config.set(*key, *value);
+    }
     config.create().context("creating a group consumer")
 }
 
@@ -161,16 +172,25 @@ fn poll_until(
     }
 }
 
-#[test]
-fn librdkafka_consumers_split_partitions_and_the_survivor_takes_all_after_a_leave()
--> anyhow::Result<()> {
+/// Two members split a 4-partition topic 2/2; when one leaves, the other gets all four at
+/// once (not after a session timeout). `strategy` is librdkafka's
+/// `partition.assignment.strategy`: the broker only relays what the leader assigns, so the
+/// eager (range) and the incremental (cooperative-sticky) protocols both ride on it.
+fn split_and_hand_over(strategy: &str) -> anyhow::Result<()> {
     let broker = BrokerProcess::start(BROKER_CONFIG)?;
     let topic = "split";
     create_topic(&broker, topic, 4)?;
     produce(&broker, topic, 4, 40)?;
     let all: BTreeSet<i32> = (0..4).collect();
+    let member = || {
+        group_consumer_with(
+            &broker.bootstrap(),
+            "splitters",
+            &[("partition.assignment.strategy", strategy)],
+        )
+    };
 
-    let first = group_consumer(&broker.bootstrap(), "splitters")?;
+    let first = member()?;
     first.subscribe(&[topic])?;
     poll_until(
         &[&first],
@@ -181,7 +201,7 @@ fn librdkafka_consumers_split_partitions_and_the_survivor_takes_all_after_a_leav
     )
     .with_context(|| broker.log())?;
 
-    let second = group_consumer(&broker.bootstrap(), "splitters")?;
+    let second = member()?;
     second.subscribe(&[topic])?;
     poll_until(
         &[&first, &second],
@@ -216,6 +236,17 @@ fn librdkafka_consumers_split_partitions_and_the_survivor_takes_all_after_a_leav
         left.elapsed()
     );
     Ok(())
+}
+
+#[test]
+fn librdkafka_consumers_split_partitions_and_the_survivor_takes_all_after_a_leave()
+-> anyhow::Result<()> {
+    split_and_hand_over("range")
+}
+
+#[test]
+fn cooperative_sticky_consumers_split_and_hand_over_incrementally() -> anyhow::Result<()> {
+    split_and_hand_over("cooperative-sticky")
 }
 
 /// Reads until `count` records arrived, then commits synchronously; returns the values read.
@@ -457,6 +488,30 @@ fn weir_consume_with_a_group_continues_where_it_stopped() -> anyhow::Result<()> 
             "--describe row {row:?}:\n{described}"
         );
     }
+
+    // Deleting the topic deletes the group's offsets of it.
+    weir(&[
+        "topics",
+        "--bootstrap-server",
+        &bootstrap,
+        "--delete",
+        "--topic",
+        topic,
+    ])?;
+    let (described, _) = weir(&[
+        "groups",
+        "--bootstrap-server",
+        &bootstrap,
+        "--describe",
+        "--group",
+        "console-group",
+    ])?;
+    ensure!(
+        !described
+            .lines()
+            .any(|line| line.starts_with("console-group")),
+        "offsets of a deleted topic:\n{described}"
+    );
     Ok(())
 }
 
