@@ -324,6 +324,74 @@ fn committed_offsets_survive_sigkill_and_a_new_member_resumes_exactly() -> anyho
     Ok(())
 }
 
+/// KIP-345: a static member (`group.instance.id`) does not leave when it closes; a new consumer
+/// with the same instance id takes its place at once (no session timeout to wait out) and
+/// resumes from its commits.
+#[test]
+fn a_static_member_is_replaced_by_its_successor_at_once() -> anyhow::Result<()> {
+    let broker = BrokerProcess::start(BROKER_CONFIG)?;
+    let topic = "static";
+    create_topic(&broker, topic, 2)?;
+    produce(&broker, topic, 2, 20)?;
+    let member = || {
+        group_consumer_with(
+            &broker.bootstrap(),
+            "statics",
+            &[("group.instance.id", "instance-a")],
+        )
+    };
+    let first_read = {
+        let consumer = member()?;
+        consumer.subscribe(&[topic])?;
+        read_and_commit(&consumer, 20).with_context(|| broker.log())?
+    };
+    ensure!(first_read.len() == 20);
+    // More records under other values, so the successor's reads are told apart.
+    let runtime = runtime()?;
+    let producer: FutureProducer = client_config(&broker).create()?;
+    block_on(&runtime, "delivery", async {
+        for index in 0..10 {
+            let value = format!("after-{index}");
+            producer
+                .send(
+                    FutureRecord::<[u8], [u8]>::to(topic)
+                        .partition(index % 2)
+                        .payload(value.as_bytes()),
+                    Duration::from_secs(15),
+                )
+                .await
+                .map_err(|(error, _)| anyhow!("record {index}: {error}"))?;
+        }
+        Ok::<(), anyhow::Error>(())
+    })??;
+    let started = Instant::now();
+    let consumer = member()?;
+    consumer.subscribe(&[topic])?;
+    let mut second_read = read_and_commit(&consumer, 10).with_context(|| broker.log())?;
+    let took = started.elapsed();
+    second_read.sort();
+    let expected: Vec<String> = {
+        let mut values: Vec<String> = (0..10).map(|index| format!("after-{index}")).collect();
+        values.sort();
+        values
+    };
+    ensure!(
+        second_read == expected,
+        "the successor read {second_read:?}"
+    );
+    ensure!(
+        took < Duration::from_millis(SESSION_TIMEOUT_MS),
+        "the successor waited {took:?}, as long as the old member's session"
+    );
+    // It replaced the first member rather than joining beside it after a leave.
+    ensure!(
+        broker.log().contains("static member replaced"),
+        "no replacement in the broker log:\n{}",
+        broker.log()
+    );
+    Ok(())
+}
+
 /// The child half of the session-timeout test: a group member that polls until it is killed
 /// (or [`CHILD_LIFETIME`] passes). A no-op when run as an ordinary test.
 #[test]
