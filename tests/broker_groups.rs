@@ -493,7 +493,7 @@ fn weir(args: &[&str]) -> anyhow::Result<(String, String)> {
 
 #[test]
 fn weir_consume_with_a_group_continues_where_it_stopped() -> anyhow::Result<()> {
-    let broker = BrokerProcess::start(BROKER_CONFIG)?;
+    let mut broker = BrokerProcess::start(BROKER_CONFIG)?;
     let topic = "console";
     create_topic(&broker, topic, 3)?;
     produce(&broker, topic, 3, 30)?;
@@ -514,6 +514,10 @@ fn weir_consume_with_a_group_continues_where_it_stopped() -> anyhow::Result<()> 
         Ok(stdout.lines().map(str::to_string).collect())
     };
     let first = consume(&["--max-messages", "12"])?;
+    // A clean restart (SIGTERM) in between: the commits are on disk.
+    let status = broker.terminate()?;
+    ensure!(status.success(), "the broker exited with {status}");
+    broker.restart()?;
     let second = consume(&["--max-messages", "11"])?;
     let third = consume(&["--timeout-ms", "3000"])?;
     ensure!(
