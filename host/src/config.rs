@@ -165,6 +165,16 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "longest metadata string an offset commit may carry",
     ),
     (
+        "offsets.retention.minutes",
+        "10080",
+        "how long a consumer group's committed offsets outlive its last member",
+    ),
+    (
+        "offsets.retention.check.interval.ms",
+        "600000",
+        "how often expired committed offsets are looked for",
+    ),
+    (
         "policy.call.timeout.ms",
         "2",
         "CPU time a partitioner or acks plugin call may use",
@@ -401,6 +411,16 @@ impl BrokerConfig {
                     offset_metadata_max_bytes: number(
                         "offset.metadata.max.bytes",
                         &get("offset.metadata.max.bytes"),
+                    )?,
+                    offsets_retention: std::time::Duration::from_secs(
+                        number::<u64>(
+                            "offsets.retention.minutes",
+                            &get("offsets.retention.minutes"),
+                        )?
+                        .saturating_mul(60),
+                    ),
+                    offsets_retention_check_interval: positive_ms(
+                        "offsets.retention.check.interval.ms",
                     )?,
                 };
                 if group.min_session_timeout > group.max_session_timeout {

@@ -52,6 +52,11 @@ pub struct GroupConfig {
     pub max_session_timeout: Duration,
     /// `offset.metadata.max.bytes`: the longest metadata string a commit may carry.
     pub offset_metadata_max_bytes: usize,
+    /// `offsets.retention.minutes`: how long a consumer group's offsets outlive its last
+    /// member (and a standalone group's offsets their commit).
+    pub offsets_retention: Duration,
+    /// `offsets.retention.check.interval.ms`: how often expired offsets are looked for.
+    pub offsets_retention_check_interval: Duration,
 }
 
 impl Default for GroupConfig {
@@ -61,6 +66,8 @@ impl Default for GroupConfig {
             min_session_timeout: Duration::from_millis(6000),
             max_session_timeout: Duration::from_millis(1_800_000),
             offset_metadata_max_bytes: 4096,
+            offsets_retention: Duration::from_secs(7 * 24 * 3600),
+            offsets_retention_check_interval: Duration::from_millis(600_000),
         }
     }
 }
@@ -93,6 +100,9 @@ struct Inner {
     log: OffsetLog,
     /// Set at shutdown: JoinGroup and SyncGroup are answered NOT_COORDINATOR instead of parked.
     closing: bool,
+    /// When the next offsets retention sweep is due. Sweeps run from whichever call comes
+    /// first after that (an idle broker has nothing that could notice the difference).
+    next_retention_sweep: Instant,
 }
 
 /// The group coordinator of this broker, shared by every connection.
@@ -106,6 +116,7 @@ impl GroupCoordinator {
     /// Groups come back Empty: members rejoin after a restart (their old member ids are unknown).
     pub fn open(dir: &Path, config: GroupConfig) -> std::io::Result<GroupCoordinator> {
         let (log, stored) = OffsetLog::open(dir)?;
+        let next_retention_sweep = Instant::now() + config.offsets_retention_check_interval;
         let mut groups = Groups::new(config);
         let count = stored.len();
         for (group_id, stored) in stored {
@@ -119,14 +130,37 @@ impl GroupCoordinator {
                 groups,
                 log,
                 closing: false,
+                next_retention_sweep,
             }),
         })
     }
 
+    /// The coordinator's state, after the offsets retention sweep if one is due.
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner
+        let mut inner = self
+            .inner
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let now = Instant::now();
+        if now >= inner.next_retention_sweep {
+            inner.next_retention_sweep =
+                now + inner.groups.config().offsets_retention_check_interval;
+            Self::expire_offsets(&mut inner, now, wall_clock_ms());
+        }
+        inner
+    }
+
+    /// Expires offsets past their retention and records it, so a restart does not bring them
+    /// back.
+    fn expire_offsets(inner: &mut Inner, now: Instant, now_ms: i64) {
+        let retention = inner.groups.config().offsets_retention;
+        for (group, partitions) in inner.groups.expire_offsets(now, now_ms, retention) {
+            let record = OffsetRecord::OffsetsExpired { group, partitions };
+            if let Err(error) = inner.log.append(&record) {
+                tracing::error!(%error, "cannot record expired offsets");
+            }
+        }
+        Self::maybe_rewrite(inner);
     }
 
     pub fn config(&self) -> GroupConfig {
@@ -373,6 +407,14 @@ impl GroupCoordinator {
     }
 }
 
+/// Milliseconds since the Unix epoch: commit timestamps and the retention of standalone
+/// groups' offsets are wall-clock times, as Kafka's are.
+pub fn wall_clock_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis() as i64)
+}
+
 impl Groups {
     /// Every group's offsets as the file stores them.
     fn stored(&self) -> BTreeMap<String, StoredGroup> {
@@ -531,6 +573,51 @@ mod tests {
         assert_eq!(started.elapsed(), Duration::from_millis(100));
         let late = coordinator.join(join_request("")).await;
         assert_eq!(late.error, Some(ResponseError::NotCoordinator));
+    }
+
+    /// Expired offsets stay expired after a restart; the sweep runs on the check interval from
+    /// whatever call comes first.
+    #[tokio::test(start_paused = true)]
+    async fn expired_offsets_are_swept_on_the_check_interval_and_stay_gone() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = GroupConfig {
+            offsets_retention: Duration::from_secs(60),
+            offsets_retention_check_interval: Duration::from_secs(10),
+            ..GroupConfig::default()
+        };
+        let commit = |coordinator: &GroupCoordinator, at_ms: i64| {
+            coordinator
+                .commit(CommitRequest {
+                    group_id: "standalone".to_string(),
+                    generation_id: -1,
+                    offsets: vec![(
+                        "t".to_string(),
+                        0,
+                        CommittedOffset {
+                            offset: 3,
+                            leader_epoch: -1,
+                            metadata: None,
+                            commit_timestamp_ms: at_ms,
+                        },
+                    )],
+                    ..CommitRequest::default()
+                })
+                .expect("commit");
+        };
+        {
+            let coordinator = GroupCoordinator::open(dir.path(), config.clone()).expect("open");
+            // Committed long ago (by the wall clock): expired at the first sweep.
+            commit(&coordinator, wall_clock_ms() - 3_600_000);
+            assert_eq!(coordinator.list().len(), 1, "no sweep due yet");
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            assert!(coordinator.list().is_empty(), "swept: expired and removed");
+        }
+        let coordinator = GroupCoordinator::open(dir.path(), config).expect("reopen");
+        assert!(coordinator.list().is_empty(), "the expiry was recorded");
+        // A fresh commit is kept.
+        commit(&coordinator, wall_clock_ms());
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert_eq!(coordinator.list().len(), 1);
     }
 
     #[tokio::test]

@@ -8,6 +8,8 @@
 //!   a commit is all-or-nothing across its partitions, as Kafka's single batch is.
 //! - `2` group deleted (DeleteGroups): forget the group's offsets.
 //! - `3` topic deleted (DeleteTopics): forget every group's offsets of the topic.
+//! - `4` offsets expired (`offsets.retention.minutes`): forget a group's offsets of these
+//!   partitions.
 //!
 //! Durability: a record is written with one write(2) before the OffsetCommit response, without
 //! fsync: it survives the broker process dying (SIGKILL), not the machine losing power, which is
@@ -38,6 +40,7 @@ const RECORD_PREFIX_BYTES: usize = 8;
 const KIND_COMMIT: u8 = 1;
 const KIND_GROUP_DELETED: u8 = 2;
 const KIND_TOPIC_DELETED: u8 = 3;
+const KIND_OFFSETS_EXPIRED: u8 = 4;
 
 /// One committed offset, as OffsetCommit carried it and OffsetFetch returns it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,6 +73,10 @@ pub enum OffsetRecord {
     TopicDeleted {
         topic: String,
     },
+    OffsetsExpired {
+        group: String,
+        partitions: Vec<(String, i32)>,
+    },
 }
 
 impl OffsetRecord {
@@ -97,6 +104,16 @@ impl OffsetRecord {
                     stored.offsets.retain(|(name, _), _| name != topic);
                 }
                 groups.retain(|_, stored| !stored.offsets.is_empty());
+            }
+            OffsetRecord::OffsetsExpired { group, partitions } => {
+                if let Some(stored) = groups.get_mut(group) {
+                    for key in partitions {
+                        stored.offsets.remove(key);
+                    }
+                    if stored.offsets.is_empty() {
+                        groups.remove(group);
+                    }
+                }
             }
         }
     }
@@ -136,6 +153,15 @@ impl OffsetRecord {
             OffsetRecord::TopicDeleted { topic } => {
                 body.push(KIND_TOPIC_DELETED);
                 put_str(&mut body, topic);
+            }
+            OffsetRecord::OffsetsExpired { group, partitions } => {
+                body.push(KIND_OFFSETS_EXPIRED);
+                put_str(&mut body, group);
+                body.extend_from_slice(&(partitions.len() as u32).to_be_bytes());
+                for (topic, partition) in partitions {
+                    put_str(&mut body, topic);
+                    body.extend_from_slice(&partition.to_be_bytes());
+                }
             }
         }
         let mut record = Vec::with_capacity(RECORD_PREFIX_BYTES + body.len());
@@ -191,6 +217,19 @@ impl OffsetRecord {
             KIND_TOPIC_DELETED => OffsetRecord::TopicDeleted {
                 topic: reader.string()?,
             },
+            KIND_OFFSETS_EXPIRED => {
+                let group = reader.string()?;
+                let count = reader.u32()? as usize;
+                // Each partition takes at least 8 bytes.
+                if count > reader.rest.len() / 8 {
+                    return None;
+                }
+                let mut partitions = Vec::with_capacity(count);
+                for _ in 0..count {
+                    partitions.push((reader.string()?, reader.i32()?));
+                }
+                OffsetRecord::OffsetsExpired { group, partitions }
+            }
             _ => return None,
         };
         reader.rest.is_empty().then_some(record)
@@ -405,11 +444,26 @@ mod tests {
             OffsetRecord::GroupDeleted {
                 group: "h".to_string(),
             },
+            commit("x", "t", 0, 1),
+            commit("x", "t", 1, 1),
+            OffsetRecord::OffsetsExpired {
+                group: "x".to_string(),
+                partitions: vec![("t".to_string(), 0)],
+            },
+            commit("y", "t", 0, 1),
+            OffsetRecord::OffsetsExpired {
+                group: "y".to_string(),
+                partitions: vec![("t".to_string(), 0)],
+            },
         ];
         let bytes: Vec<u8> = records.iter().flat_map(OffsetRecord::encode).collect();
         let (groups, valid) = replay(&bytes);
         assert_eq!(valid, bytes.len());
-        assert_eq!(groups.keys().collect::<Vec<_>>(), ["g", "s"]);
+        assert_eq!(groups.keys().collect::<Vec<_>>(), ["g", "s", "x"]);
+        assert_eq!(
+            groups["x"].offsets.keys().collect::<Vec<_>>(),
+            [&("t".to_string(), 1)]
+        );
         assert_eq!(
             groups["g"].offsets.get(&("t".to_string(), 0)),
             Some(&offset(9))

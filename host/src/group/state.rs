@@ -237,6 +237,9 @@ pub struct Group {
     /// removed for it (the rebalance timeout after the generation started).
     pending_sync: HashSet<String>,
     sync_deadline: Option<Instant>,
+    /// Since when the group has been Empty (set when it empties, or when a retention sweep first
+    /// sees it Empty): a consumer group's offsets expire `offsets.retention.minutes` after.
+    empty_since: Option<Instant>,
     pub(crate) offsets: BTreeMap<(String, i32), CommittedOffset>,
 }
 
@@ -256,6 +259,7 @@ impl Group {
             initial_delay: None,
             pending_sync: HashSet::new(),
             sync_deadline: None,
+            empty_since: None,
             offsets: BTreeMap::new(),
         }
     }
@@ -422,6 +426,7 @@ impl Group {
         }
         tracing::info!(group = %self.id, generation = self.generation_id, members = self.members.len(), reason, "preparing to rebalance");
         self.state = GroupState::PreparingRebalance;
+        self.empty_since = None;
     }
 
     /// Completes the join phase now if every known member has rejoined and no member told
@@ -459,6 +464,7 @@ impl Group {
         self.generation_id += 1;
         if self.members.is_empty() {
             self.state = GroupState::Empty;
+            self.empty_since = Some(now);
             self.protocol_name = None;
             self.leader_id = None;
             tracing::info!(group = %self.id, generation = self.generation_id, "group is empty");
@@ -1092,6 +1098,51 @@ impl Groups {
         Ok(())
     }
 
+    /// Offsets retention (Kafka's `cleanupGroupMetadata`, KIP-211): a consumer group's offsets
+    /// expire once it has been Empty for `retention`; a standalone group's (no protocol type)
+    /// each expire `retention` after their commit. A group left Empty without offsets or
+    /// members is removed. Returns the expired partitions per group, to record on disk.
+    pub fn expire_offsets(
+        &mut self,
+        now: Instant,
+        now_ms: i64,
+        retention: Duration,
+    ) -> Vec<(String, Vec<(String, i32)>)> {
+        let retention_ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+        let mut expired = Vec::new();
+        for group in self.groups.values_mut() {
+            group.advance(&self.config, now);
+            if group.state != GroupState::Empty || group.has_members() {
+                continue;
+            }
+            let empty_since = *group.empty_since.get_or_insert(now);
+            let consumer_group = !group.protocol_type().is_empty();
+            let gone: Vec<(String, i32)> = group
+                .offsets
+                .iter()
+                .filter(|(_, offset)| {
+                    if consumer_group {
+                        now.saturating_duration_since(empty_since) >= retention
+                    } else {
+                        offset.commit_timestamp_ms.saturating_add(retention_ms) <= now_ms
+                    }
+                })
+                .map(|(key, _)| key.clone())
+                .collect();
+            for key in &gone {
+                group.offsets.remove(key);
+            }
+            if !gone.is_empty() {
+                tracing::info!(group = %group.id, partitions = gone.len(), "committed offsets expired");
+                expired.push((group.id.clone(), gone));
+            }
+        }
+        self.groups.retain(|_, group| {
+            group.state != GroupState::Empty || group.has_members() || !group.offsets.is_empty()
+        });
+        expired
+    }
+
     /// Forgets a deleted topic's committed offsets in every group.
     pub fn forget_topic(&mut self, topic: &str) {
         for group in self.groups.values_mut() {
@@ -1593,6 +1644,64 @@ mod tests {
         settle(&mut groups, start);
         let answer = requests[0].try_recv().expect("joined");
         assert_eq!(answer.protocol_name.as_deref(), Some("roundrobin"));
+    }
+
+    #[test]
+    fn offsets_expire_after_the_retention_and_empty_groups_go() {
+        let mut groups = Groups::new(config(0));
+        let start = Instant::now();
+        let retention = Duration::from_secs(3600);
+        let committed = |at_ms: i64| CommittedOffset {
+            offset: 1,
+            leader_epoch: -1,
+            metadata: None,
+            commit_timestamp_ms: at_ms,
+        };
+        // A standalone group: each offset expires an hour after its commit.
+        let standalone = groups.get_or_create("standalone");
+        standalone
+            .offsets
+            .insert(("t".to_string(), 0), committed(0));
+        standalone
+            .offsets
+            .insert(("t".to_string(), 1), committed(1_800_000));
+        // A consumer group: all its offsets expire an hour after it became Empty (its member,
+        // which never heartbeats, is gone when its session runs out).
+        let _ = first_join(&mut groups, start);
+        groups
+            .get_mut("g")
+            .expect("g")
+            .offsets
+            .insert(("t".to_string(), 0), committed(0));
+        let an_hour = start + retention;
+        assert_eq!(
+            groups.expire_offsets(an_hour, 3_600_000, retention).len(),
+            1
+        );
+        assert_eq!(groups.get("standalone").map(|g| g.offsets.len()), Some(1));
+        assert_eq!(
+            groups.get("g").map(|g| (g.state(), g.offsets.len())),
+            Some((GroupState::Empty, 1)),
+            "g only just emptied"
+        );
+        let later = an_hour + Duration::from_secs(1800);
+        assert_eq!(
+            groups.expire_offsets(later, 5_400_000, retention),
+            vec![("standalone".to_string(), vec![("t".to_string(), 1)])]
+        );
+        assert!(
+            groups.get("standalone").is_none(),
+            "no offsets left: removed"
+        );
+        assert_eq!(
+            groups.get("g").map(|g| g.offsets.len()),
+            Some(1),
+            "empty for 30 min"
+        );
+        let expired =
+            groups.expire_offsets(later + Duration::from_secs(1800), 7_200_000, retention);
+        assert_eq!(expired, vec![("g".to_string(), vec![("t".to_string(), 0)])]);
+        assert!(groups.get("g").is_none());
     }
 
     #[test]

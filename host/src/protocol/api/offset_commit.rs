@@ -19,9 +19,7 @@ type Answers = Vec<(TopicName, Vec<(i32, Option<ResponseError>)>)>;
 pub fn handle(broker: &Broker, request: OffsetCommitRequest) -> OffsetCommitResponse {
     let group_id = request.group_id.0.to_string();
     let metadata_max_bytes = broker.config.group.offset_metadata_max_bytes;
-    let commit_timestamp_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_millis() as i64);
+    let commit_timestamp_ms = crate::group::wall_clock_ms();
     let mut answers: Answers = Vec::with_capacity(request.topics.len());
     let mut accepted = Vec::new();
     for topic in request.topics {
