@@ -145,6 +145,36 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "address of the HTTP admin API (plugins, metrics, HTTP produce)",
     ),
     (
+        "group.initial.rebalance.delay.ms",
+        "3000",
+        "how long the first rebalance of an empty consumer group waits for more members",
+    ),
+    (
+        "group.min.session.timeout.ms",
+        "6000",
+        "shortest session.timeout.ms a group member may ask for",
+    ),
+    (
+        "group.max.session.timeout.ms",
+        "1800000",
+        "longest session.timeout.ms a group member may ask for",
+    ),
+    (
+        "offset.metadata.max.bytes",
+        "4096",
+        "longest metadata string an offset commit may carry",
+    ),
+    (
+        "offsets.retention.minutes",
+        "10080",
+        "how long a consumer group's committed offsets outlive its last member",
+    ),
+    (
+        "offsets.retention.check.interval.ms",
+        "600000",
+        "how often expired committed offsets are looked for",
+    ),
+    (
         "policy.call.timeout.ms",
         "2",
         "CPU time a partitioner or acks plugin call may use",
@@ -223,6 +253,8 @@ pub struct BrokerConfig {
     pub admin_listener: SocketAddr,
     /// Sandbox limits of plugin calls (`policy.*`).
     pub policy: crate::policy::PolicyConfig,
+    /// Consumer groups (`group.*`, `offset.metadata.max.bytes`).
+    pub group: crate::group::GroupConfig,
     /// Topic config defaults (`segment.bytes`, ...) derived from the `log.*` keys.
     pub log_defaults: LogConfig,
 }
@@ -367,6 +399,37 @@ impl BrokerConfig {
                     "policy.memory.max.bytes",
                     &get("policy.memory.max.bytes"),
                 )?,
+            },
+            group: {
+                let ms = |key: &str| -> Result<std::time::Duration, ConfigError> {
+                    number::<u64>(key, &get(key)).map(std::time::Duration::from_millis)
+                };
+                let group = crate::group::GroupConfig {
+                    initial_rebalance_delay: ms("group.initial.rebalance.delay.ms")?,
+                    min_session_timeout: ms("group.min.session.timeout.ms")?,
+                    max_session_timeout: ms("group.max.session.timeout.ms")?,
+                    offset_metadata_max_bytes: number(
+                        "offset.metadata.max.bytes",
+                        &get("offset.metadata.max.bytes"),
+                    )?,
+                    offsets_retention: std::time::Duration::from_secs(
+                        number::<u64>(
+                            "offsets.retention.minutes",
+                            &get("offsets.retention.minutes"),
+                        )?
+                        .saturating_mul(60),
+                    ),
+                    offsets_retention_check_interval: positive_ms(
+                        "offsets.retention.check.interval.ms",
+                    )?,
+                };
+                if group.min_session_timeout > group.max_session_timeout {
+                    return Err(invalid(
+                        "group.min.session.timeout.ms",
+                        "must not exceed group.max.session.timeout.ms".to_string(),
+                    ));
+                }
+                group
             },
             log_defaults,
             values,

@@ -7,6 +7,7 @@
 //! - [`storage`]: partition logs on disk (segments, indexes, recovery, retention, checkpoints).
 //! - [`policy`]: the WebAssembly policy plugins (election, partitioner, acks): sandbox, registry,
 //!   hot swap, fallback.
+//! - [`group`]: consumer groups (join, sync, heartbeat, rebalance) and committed offsets.
 //! - [`controller`]: elections through the [`controller::election::LeaderElector`] trait.
 //! - [`config`]: broker configuration with Kafka's property names.
 //! - [`tools`]: offline tools over the data directory (`weir log dump`).
@@ -22,6 +23,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod controller;
+pub mod group;
 pub mod policy;
 pub mod protocol;
 pub mod replication;

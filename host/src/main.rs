@@ -44,6 +44,8 @@ enum Command {
     Produce(weir::cli::produce::ProduceArgs),
     /// Print a topic's records, one per line, like kafka-console-consumer.sh.
     Consume(weir::cli::consume::ConsumeArgs),
+    /// List consumer groups, or describe one's offsets and lag, like kafka-consumer-groups.sh.
+    Groups(weir::cli::groups::GroupsArgs),
     /// Manage a broker's policy plugins over its admin API, or test a component locally.
     Plugin(weir::cli::plugin::PluginArgs),
     /// Inspect partition logs on disk.
@@ -136,6 +138,7 @@ fn main() -> ExitCode {
         Command::Topics(args) => weir::cli::run("topics", weir::cli::topics::run(args)),
         Command::Produce(args) => weir::cli::run("produce", weir::cli::produce::run(args)),
         Command::Consume(args) => weir::cli::run("consume", weir::cli::consume::run(args)),
+        Command::Groups(args) => weir::cli::run("groups", weir::cli::groups::run(args)),
         Command::Plugin(args) => weir::cli::finish("plugin", weir::cli::plugin::run(args)),
         Command::Log {
             command: LogCommand::Dump { path, records },

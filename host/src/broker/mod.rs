@@ -61,6 +61,8 @@ pub struct Broker {
     partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
     /// The policy plugins (election, partitioner, acks) this broker runs.
     pub policies: Arc<crate::policy::Policies>,
+    /// Consumer groups and committed offsets (the group room).
+    pub groups: crate::group::GroupCoordinator,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -134,12 +136,15 @@ impl Broker {
         })?;
         let policies =
             crate::policy::Policies::open(Some(&config.log_dir.join(PLUGINS_DIR)), config.policy)?;
+        let groups = crate::group::GroupCoordinator::open(&config.log_dir, config.group.clone())
+            .map_err(|error| anyhow::anyhow!("cannot open the committed offsets: {error}"))?;
         let broker = Broker {
             config,
             logs,
             store: Mutex::new(store),
             partitions: RwLock::new(HashMap::new()),
             policies,
+            groups,
         };
         let topics: Vec<TopicRecord> = lock(&broker.store).all().cloned().collect();
         for topic in topics {
@@ -320,6 +325,7 @@ impl Broker {
                 tracing::error!(partition = %tp, %error, "could not delete the log of a deleted topic");
             }
         }
+        self.groups.forget_topic(name);
         tracing::info!(topic = %name, "deleted topic");
         Ok(topic)
     }

@@ -29,6 +29,9 @@ pub async fn run(config: BrokerConfig, admin: crate::admin::AdminOptions) -> any
     wait_for_signal().await?;
     tracing::info!("shutting down: no new connections, answering requests already read");
     let _ = shutdown_sender.send(true);
+    // Parked JoinGroup/SyncGroup requests would hold their connections until their rebalance
+    // timeouts (minutes): answer them now so the connections drain.
+    broker.groups.shutdown();
     server.await?;
     admin.stopped().await;
     maintenance.await?;

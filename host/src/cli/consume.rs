@@ -1,7 +1,10 @@
 //! `weir consume`: kafka-console-consumer.sh. Finds the start offset of each partition
 //! (ListOffsets, or `--offset`), then long-polls Fetch from each partition's leader and prints
 //! every record, one per line, until `--max-messages` or `--timeout-ms` without a record.
-//! Consumer groups do not exist yet: `--group` is accepted and ignored with a warning.
+//! With `--group G` it starts from G's committed offsets (where there are none, from the start
+//! `--from-beginning` or the end, as `auto.offset.reset` would) and commits its position after
+//! every fetch that printed records and on exit, as a standalone consumer (see `groups`), so the
+//! next `weir consume --group G` continues where this one stopped.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -49,7 +52,7 @@ pub struct ConsumeArgs {
     #[arg(long)]
     pub partition: Option<i32>,
     /// Where to start in --partition: an offset, `earliest` or `latest`.
-    #[arg(long, requires = "partition")]
+    #[arg(long, requires = "partition", conflicts_with = "group")]
     pub offset: Option<String>,
     /// Stop after this many records.
     #[arg(long)]
@@ -61,7 +64,7 @@ pub struct ConsumeArgs {
     /// print.partition, print.timestamp (true/false), key.separator, line.separator.
     #[arg(long = "property", value_name = "KEY=VALUE")]
     pub properties: Vec<String>,
-    /// Accepted for compatibility; consumer groups are not implemented yet.
+    /// The consumer group whose committed offsets to start from and commit to.
     #[arg(long)]
     pub group: Option<String>,
 }
@@ -212,11 +215,6 @@ pub async fn run(args: ConsumeArgs) -> Result<(), CliError> {
         (None, true) => StartOffset::Earliest,
         (None, false) => StartOffset::Latest,
     };
-    if let Some(group) = &args.group {
-        eprintln!(
-            "weir consume: warning: consumer groups are not implemented yet; reading without group '{group}', whose offsets are not committed"
-        );
-    }
     let mut cluster = Cluster::new(super::Client::bootstrap(&args.bootstrap_server).await?);
     let metadata = cluster
         .metadata(Some(&[args.topic.as_str()]), false)
@@ -254,7 +252,41 @@ pub async fn run(args: ConsumeArgs) -> Result<(), CliError> {
         )));
     }
     let partitions: Vec<i32> = cursors.keys().copied().collect();
-    seek(&mut cluster, &target, &mut cursors, &partitions, start).await?;
+    // With a group: its committed offsets, and a connection to its coordinator to commit on.
+    let mut group = match &args.group {
+        Some(name) => {
+            let mut coordinator = super::groups::coordinator(&args.bootstrap_server, name).await?;
+            let committed = super::groups::fetch_committed(
+                &mut coordinator,
+                name,
+                Some((&args.topic, &partitions)),
+            )
+            .await?
+            .remove(&args.topic)
+            .unwrap_or_default();
+            Some(GroupCommits {
+                name: name.clone(),
+                coordinator,
+                committed,
+            })
+        }
+        None => None,
+    };
+    let committed = group
+        .as_ref()
+        .map(|group| group.committed.clone())
+        .unwrap_or_default();
+    for (partition, offset) in &committed {
+        if let Some(cursor) = cursors.get_mut(partition) {
+            cursor.position = *offset;
+        }
+    }
+    let unpositioned: Vec<i32> = partitions
+        .iter()
+        .copied()
+        .filter(|partition| !committed.contains_key(partition))
+        .collect();
+    seek(&mut cluster, &target, &mut cursors, &unpositioned, start).await?;
 
     let mut out = std::io::BufWriter::new(std::io::stdout());
     let mut consumed = 0u64;
@@ -292,6 +324,13 @@ pub async fn run(args: ConsumeArgs) -> Result<(), CliError> {
         if let Err(error) = out.flush() {
             break Err(CliError::Stdout(error));
         }
+        // Printed records are committed only once they are out (at least once, not at most).
+        if printed > 0
+            && let Some(group) = &mut group
+            && let Err(error) = group.commit(&args.topic, &cursors).await
+        {
+            break Err(error);
+        }
         consumed += printed;
         if printed > 0 {
             idle_deadline = idle_timeout.map(|timeout| Instant::now() + timeout);
@@ -302,8 +341,43 @@ pub async fn run(args: ConsumeArgs) -> Result<(), CliError> {
         Err(CliError::Stdout(error)) if error.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         other => other,
     };
+    // The final position, also of partitions that printed nothing (a start at the end is
+    // remembered, as a Kafka consumer's commit on close remembers it).
+    let committed = match (&mut group, &outcome) {
+        (Some(group), Ok(())) => group.commit(&args.topic, &cursors).await,
+        _ => Ok(()),
+    };
     eprintln!("Processed a total of {consumed} messages");
-    outcome
+    outcome.and(committed)
+}
+
+/// A consumer group's offsets as this run last committed them, and where to commit.
+#[derive(Debug)]
+struct GroupCommits {
+    name: String,
+    coordinator: super::Client,
+    /// partition -> committed offset.
+    committed: BTreeMap<i32, i64>,
+}
+
+impl GroupCommits {
+    /// Commits the positions that moved since the last commit.
+    async fn commit(
+        &mut self,
+        topic: &str,
+        cursors: &BTreeMap<i32, PartitionCursor>,
+    ) -> Result<(), CliError> {
+        let moved: BTreeMap<i32, i64> = cursors
+            .iter()
+            .filter(|(partition, cursor)| {
+                cursor.position >= 0 && self.committed.get(partition) != Some(&cursor.position)
+            })
+            .map(|(partition, cursor)| (*partition, cursor.position))
+            .collect();
+        super::groups::commit(&mut self.coordinator, &self.name, topic, &moved).await?;
+        self.committed.extend(moved);
+        Ok(())
+    }
 }
 
 /// Sets the position of `partitions` from ListOffsets (earliest or latest) or an explicit offset.

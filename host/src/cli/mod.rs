@@ -7,6 +7,8 @@
 //!   requests over the `kafka-protocol` crate, and the per-node connections of a cluster.
 //! - [`topics`], [`produce`], [`consume`]: one file per command, each parsing its flags (clap),
 //!   talking to the brokers, and printing what the Kafka tool prints.
+//! - [`groups`]: `weir groups` (kafka-consumer-groups.sh --list/--describe) and the committed
+//!   offsets `weir consume --group` reads and commits.
 //! - [`plugin`]: install, list, activate, roll back and remove plugins over the admin API, and
 //!   test a component locally.
 //!
@@ -14,6 +16,7 @@
 
 pub mod client;
 pub mod consume;
+pub mod groups;
 pub mod plugin;
 pub mod produce;
 pub mod topics;
