@@ -218,6 +218,27 @@ fn split_and_hand_over(strategy: &str) -> anyhow::Result<()> {
         },
     )
     .with_context(|| broker.log())?;
+    // kafka-consumer-groups.sh's view: each partition with its member and the member's host.
+    let (described, _) = weir(&[
+        "groups",
+        "--bootstrap-server",
+        &broker.bootstrap(),
+        "--describe",
+        "--group",
+        "splitters",
+    ])?;
+    let members: BTreeSet<&str> = described
+        .lines()
+        .filter(|line| line.starts_with("splitters "))
+        .map(|line| {
+            let columns: Vec<&str> = line.split_whitespace().collect();
+            columns.get(6).copied().unwrap_or_default()
+        })
+        .collect();
+    ensure!(
+        described.matches("/127.0.0.1").count() == 4 && members.len() == 2,
+        "every partition should show one of two members on /127.0.0.1:\n{described}"
+    );
 
     // Dropping a librdkafka consumer closes it: LeaveGroup, so no session timeout to wait for.
     let left = Instant::now();

@@ -1,7 +1,7 @@
 // kafkajs (a pure JavaScript client, a fourth independent stack) against a running Weir broker:
 // topic admin, configs, an idempotent acks=all producer with keys, headers and gzip, offsets.
-// kafkajs' consumer always joins a group, which Weir does not serve yet, so the records are read
-// back by the Rust test with librdkafka. Prints one JSON line with what was produced.
+// The records are read back by the Rust test with librdkafka (kafkajs' group consumer has its own
+// test, kafkajs_group.js). Prints one JSON line with what was produced.
 //
 // usage: node kafkajs_client.js BOOTSTRAP TOPIC
 'use strict';

@@ -87,7 +87,7 @@ pub fn describe_topic_configs(
 }
 
 /// A consumer for `assign`ed partitions. librdkafka wants a group id before it allows `assign`;
-/// nothing here commits or joins, so the broker's lack of group APIs does not matter.
+/// nothing here commits or joins, so the group is never created.
 pub fn assigned_consumer(
     broker: &BrokerProcess,
     extra: &[(&str, &str)],

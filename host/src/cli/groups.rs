@@ -28,11 +28,6 @@ use kafka_protocol::protocol::{Decodable, StrBytes};
 use super::topics::DEFAULT_BOOTSTRAP_SERVER;
 use super::{CliError, Client};
 
-const FIND_COORDINATOR_VERSION: i16 = 1;
-const OFFSET_FETCH_VERSION: i16 = 3;
-const OFFSET_COMMIT_VERSION: i16 = 2;
-const LIST_GROUPS_VERSION: i16 = 1;
-const DESCRIBE_GROUPS_VERSION: i16 = 1;
 /// FindCoordinator's key type for a consumer group.
 const GROUP_KEY_TYPE: i8 = 0;
 /// ListOffsets' "latest" timestamp: the log end offset a consumer can reach.
@@ -74,7 +69,9 @@ pub async fn coordinator(bootstrap_server: &str, group: &str) -> Result<Client, 
     let request = FindCoordinatorRequest::default()
         .with_key(str_bytes(group))
         .with_key_type(GROUP_KEY_TYPE);
-    let response = client.send(FIND_COORDINATOR_VERSION, &request).await?;
+    let response = client
+        .send(client.version(ApiKey::FindCoordinator)?, &request)
+        .await?;
     if response.error_code != 0 {
         return Err(CliError::kafka(
             format!("cannot find the coordinator of group '{group}'"),
@@ -105,7 +102,9 @@ pub async fn fetch_committed(
                     .with_partition_indexes(partitions.to_vec()),
             ]
         }));
-    let response = coordinator.send(OFFSET_FETCH_VERSION, &request).await?;
+    let response = coordinator
+        .send(coordinator.version(ApiKey::OffsetFetch)?, &request)
+        .await?;
     let context = || format!("cannot read the committed offsets of group '{group}'");
     if response.error_code != 0 {
         return Err(CliError::kafka(context(), response.error_code, None));
@@ -158,7 +157,9 @@ pub async fn commit(
                         .collect(),
                 ),
         ]);
-    let response = coordinator.send(OFFSET_COMMIT_VERSION, &request).await?;
+    let response = coordinator
+        .send(coordinator.version(ApiKey::OffsetCommit)?, &request)
+        .await?;
     for answer in response.topics.iter().flat_map(|topic| &topic.partitions) {
         if answer.error_code != 0 {
             return Err(CliError::kafka(
@@ -177,7 +178,10 @@ pub async fn commit(
 async fn list(bootstrap_server: &str) -> Result<(), CliError> {
     let mut client = Client::bootstrap(bootstrap_server).await?;
     let response = client
-        .send(LIST_GROUPS_VERSION, &ListGroupsRequest::default())
+        .send(
+            client.version(ApiKey::ListGroups)?,
+            &ListGroupsRequest::default(),
+        )
         .await?;
     if response.error_code != 0 {
         return Err(CliError::kafka(
@@ -230,9 +234,10 @@ struct Row {
 
 async fn describe(bootstrap_server: &str, group: &str) -> Result<(), CliError> {
     let mut coordinator = coordinator(bootstrap_server, group).await?;
+    let version = coordinator.version(ApiKey::DescribeGroups)?;
     let described = coordinator
         .send(
-            DESCRIBE_GROUPS_VERSION,
+            version,
             &DescribeGroupsRequest::default().with_groups(vec![GroupId(str_bytes(group))]),
         )
         .await?;

@@ -136,7 +136,8 @@ impl RegistryStore {
             .flat_map(|entry| entry.versions.iter().map(|v| v.sha256.as_str()))
             .collect();
         let Some(dir) = &self.dir else {
-            self.memory().retain(|sha, _| referenced.contains(sha.as_str()));
+            self.memory()
+                .retain(|sha, _| referenced.contains(sha.as_str()));
             return;
         };
         let Ok(files) = std::fs::read_dir(dir) else {

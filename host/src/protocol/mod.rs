@@ -214,7 +214,7 @@ async fn serve_connection(
                 Ok(Ok(request)) => {
                     let correlation_id = request.header.correlation_id;
                     let (api_key, version) = (request.api_key, request.header.request_api_version);
-                    match api::handle(&broker, request).await {
+                    match api::handle(&broker, request, peer.ip()).await {
                         Some(body) => encode_response(correlation_id, api_key, version, &body),
                         None => continue,
                     }

@@ -17,6 +17,7 @@ pub async fn handle(
     broker: &Broker,
     version: i16,
     client_id: &str,
+    peer: std::net::IpAddr,
     request: JoinGroupRequest,
 ) -> JoinGroupResponse {
     let join = JoinRequest {
@@ -24,8 +25,8 @@ pub async fn handle(
         member_id: request.member_id.to_string(),
         group_instance_id: request.group_instance_id.map(|id| id.to_string()),
         client_id: client_id.to_string(),
-        // The connection's address does not reach the handlers.
-        client_host: String::new(),
+        // As Kafka shows it (InetAddress.toString of a resolved-free address).
+        client_host: format!("/{peer}"),
         session_timeout_ms: request.session_timeout_ms,
         // v0 has no rebalance timeout: the session timeout bounds the join phase.
         rebalance_timeout_ms: if version >= 1 {

@@ -27,6 +27,8 @@ pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod sync_group;
 
+use std::net::IpAddr;
+
 use kafka_protocol::messages::{ApiKey, BrokerId, RequestKind, ResponseKind, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
@@ -75,8 +77,9 @@ pub fn supported_versions(api_key: ApiKey) -> Option<(i16, i16)> {
         })
 }
 
-/// Runs the request's handler. `None` means no response at all (a produce with acks=0).
-pub async fn handle(broker: &Broker, request: Request) -> Option<ResponseKind> {
+/// Runs the request's handler for a client at `peer`. `None` means no response at all (a produce
+/// with acks=0).
+pub async fn handle(broker: &Broker, request: Request, peer: IpAddr) -> Option<ResponseKind> {
     let version = request.header.request_api_version;
     Some(match request.body {
         RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions::handle()),
@@ -127,7 +130,9 @@ pub async fn handle(broker: &Broker, request: Request) -> Option<ResponseKind> {
         }
         RequestKind::JoinGroup(body) => {
             let client_id = request.header.client_id.as_deref().unwrap_or_default();
-            ResponseKind::JoinGroup(join_group::handle(broker, version, client_id, body).await)
+            ResponseKind::JoinGroup(
+                join_group::handle(broker, version, client_id, peer, body).await,
+            )
         }
         RequestKind::SyncGroup(body) => {
             ResponseKind::SyncGroup(sync_group::handle(broker, version, body).await)
@@ -262,7 +267,9 @@ mod tests {
                 body,
             };
             assert!(
-                handle(&broker, request).await.is_some(),
+                handle(&broker, request, IpAddr::from([127, 0, 0, 1]))
+                    .await
+                    .is_some(),
                 "{api_key:?} has no handler"
             );
         }
