@@ -7,7 +7,7 @@
 //! timeout the broker allows (6 s) and heartbeat every 500 ms.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -18,7 +18,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use weir_tests::broker::{BrokerProcess, weir_binary};
-use weir_tests::clients::{missing, run};
+use weir_tests::clients::{node_clients_dir, node_with_kafkajs, python_with_clients, run};
 
 #[allow(dead_code)]
 #[path = "support/rdkafka_clients.rs"]
@@ -611,36 +611,11 @@ fn weir_consume_with_a_group_continues_where_it_stopped() -> anyhow::Result<()> 
 // ---------------------------------------------------------------------------------------------
 // Other client stacks: confluent-kafka, kafka-python, kafkajs.
 
-/// The python the Python client tests use: `WEIR_PYTHON`, else `.venv/bin/python`.
-fn venv_python() -> Option<PathBuf> {
-    match std::env::var_os("WEIR_PYTHON") {
-        Some(path) => Some(PathBuf::from(path)),
-        None => {
-            let path = root().join(".venv/bin/python");
-            path.exists().then_some(path)
-        }
-    }
-}
-
 #[test]
 fn python_group_consumers_consume_and_commit() -> anyhow::Result<()> {
-    let Some(python) = venv_python() else {
-        return missing(format!(
-            "no python with the clients: set WEIR_PYTHON or create {}",
-            root().join(".venv").display()
-        ));
+    let Some(python) = python_with_clients()? else {
+        return Ok(());
     };
-    let (has_modules, output) = run(
-        &python,
-        &["-c", "import confluent_kafka, kafka"],
-        Duration::from_secs(30),
-    )?;
-    if !has_modules {
-        return missing(format!(
-            "{} cannot import confluent_kafka and kafka:\n{output}",
-            python.display()
-        ));
-    }
     let broker = BrokerProcess::start(BROKER_CONFIG)?;
     let script = root().join("tests/clients/python_groups.py");
     let script = script.to_str().context("script path is not UTF-8")?;
@@ -661,23 +636,11 @@ fn python_group_consumers_consume_and_commit() -> anyhow::Result<()> {
 
 #[test]
 fn kafkajs_group_consumer_consumes_and_commits() -> anyhow::Result<()> {
-    let node = std::env::var_os("PATH").and_then(|path| {
-        std::env::split_paths(&path)
-            .map(|dir| dir.join("node"))
-            .find(|candidate| candidate.is_file())
-    });
-    let Some(node) = node else {
-        return missing("node is not on PATH".to_string());
+    let Some(node) = node_with_kafkajs()? else {
+        return Ok(());
     };
-    let clients = root().join("tests/clients");
-    if !clients.join("node_modules/kafkajs").is_dir() {
-        return missing(format!(
-            "kafkajs is not installed (npm ci --prefix {})",
-            clients.display()
-        ));
-    }
     let broker = BrokerProcess::start(BROKER_CONFIG)?;
-    let script = clients.join("kafkajs_group.js");
+    let script = node_clients_dir().join("kafkajs_group.js");
     let script = script.to_str().context("script path is not UTF-8")?;
     let (success, output) = run(&node, &[script, &broker.bootstrap()], SCRIPT_TIMEOUT)?;
     println!("{output}");

@@ -5,7 +5,6 @@
 //! read back here with librdkafka, and each key must sit where Weir's default partitioner puts
 //! it. `.ci/run` installs kafkajs (`npm ci --prefix tests/clients`).
 
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
@@ -13,7 +12,7 @@ use rdkafka::consumer::Consumer;
 use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use weir_tests::broker::BrokerProcess;
-use weir_tests::clients::{missing, run};
+use weir_tests::clients::{node_clients_dir, node_with_kafkajs, run};
 
 #[allow(dead_code)]
 #[path = "support/rdkafka_clients.rs"]
@@ -23,28 +22,13 @@ const TOPIC: &str = "kafkajs-orders";
 const PARTITIONS: i32 = 4;
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(120);
 
-fn clients_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients")
-}
-
 #[test]
 fn kafkajs_admin_and_idempotent_producer() -> anyhow::Result<()> {
-    let node = std::env::var_os("PATH").and_then(|path| {
-        std::env::split_paths(&path)
-            .map(|dir| dir.join("node"))
-            .find(|candidate| candidate.is_file())
-    });
-    let Some(node) = node else {
-        return missing("node is not on PATH".to_string());
+    let Some(node) = node_with_kafkajs()? else {
+        return Ok(());
     };
-    if !clients_dir().join("node_modules/kafkajs").is_dir() {
-        return missing(format!(
-            "kafkajs is not installed (npm ci --prefix {})",
-            clients_dir().display()
-        ));
-    }
     let broker = BrokerProcess::start(&[])?;
-    let script = clients_dir().join("kafkajs_client.js");
+    let script = node_clients_dir().join("kafkajs_client.js");
     let script = script.to_str().context("script path is not UTF-8")?;
     let (success, output) = run(&node, &[script, &broker.bootstrap(), TOPIC], SCRIPT_TIMEOUT)?;
     println!("{output}");

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use weir_tests::broker::BrokerProcess;
-use weir_tests::clients::{missing, run};
+use weir_tests::clients::{missing, python_with_clients, run, venv_python};
 
 /// Bound on one run of the script; its own client calls time out well before.
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(120);
@@ -22,17 +22,6 @@ fn root() -> &'static Path {
 
 fn script() -> PathBuf {
     root().join("tests/clients/python_clients.py")
-}
-
-/// The configured python, if it exists.
-fn venv_python() -> Option<PathBuf> {
-    match std::env::var_os("WEIR_PYTHON") {
-        Some(path) => Some(PathBuf::from(path)),
-        None => {
-            let path = root().join(".venv/bin/python");
-            path.exists().then_some(path)
-        }
-    }
 }
 
 /// Starts a broker and runs the script's `sections` with `python`.
@@ -59,24 +48,9 @@ fn run_sections(python: &Path, sections: &str) -> anyhow::Result<()> {
 
 #[test]
 fn confluent_kafka_and_kafka_python() -> anyhow::Result<()> {
-    let Some(python) = venv_python() else {
-        return missing(format!(
-            "no python with the clients: set WEIR_PYTHON or create {}",
-            root().join(".venv").display()
-        ));
+    let Some(python) = python_with_clients()? else {
+        return Ok(());
     };
-    let (has_modules, output) = run(
-        &python,
-        &["-c", "import confluent_kafka, kafka"],
-        Duration::from_secs(30),
-    )?;
-    if !has_modules {
-        return missing(format!(
-            "{} cannot import confluent_kafka and kafka (pip install confluent-kafka \
-             kafka-python):\n{output}",
-            python.display()
-        ));
-    }
     run_sections(&python, "confluent,kafka-python")
 }
 

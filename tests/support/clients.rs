@@ -65,3 +65,72 @@ pub fn run(program: &Path, args: &[&str], timeout: Duration) -> anyhow::Result<(
         ),
     }
 }
+
+/// The repository's root (the `weir-tests` package's directory).
+pub fn repo_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The python the client tests use (`WEIR_PYTHON`, else the repository's `.venv`), if it exists.
+pub fn venv_python() -> Option<std::path::PathBuf> {
+    match std::env::var_os("WEIR_PYTHON") {
+        Some(path) => Some(path.into()),
+        None => {
+            let path = repo_root().join(".venv/bin/python");
+            path.exists().then_some(path)
+        }
+    }
+}
+
+/// A python that imports confluent-kafka and kafka-python; `None` when the test should be
+/// skipped (an error instead when clients are required).
+pub fn python_with_clients() -> anyhow::Result<Option<std::path::PathBuf>> {
+    let Some(python) = venv_python() else {
+        missing(format!(
+            "no python with the clients: set WEIR_PYTHON or create {}",
+            repo_root().join(".venv").display()
+        ))?;
+        return Ok(None);
+    };
+    let (has_modules, output) = run(
+        &python,
+        &["-c", "import confluent_kafka, kafka"],
+        Duration::from_secs(30),
+    )?;
+    if !has_modules {
+        missing(format!(
+            "{} cannot import confluent_kafka and kafka (pip install confluent-kafka \
+             kafka-python):\n{output}",
+            python.display()
+        ))?;
+        return Ok(None);
+    }
+    Ok(Some(python))
+}
+
+/// Where the Node.js client scripts live (`tests/clients`, with `node_modules` after `npm ci`).
+pub fn node_clients_dir() -> std::path::PathBuf {
+    repo_root().join("tests/clients")
+}
+
+/// `node`, when it is on PATH and kafkajs is installed in [`node_clients_dir`]; `None` when the
+/// test should be skipped (an error instead when clients are required).
+pub fn node_with_kafkajs() -> anyhow::Result<Option<std::path::PathBuf>> {
+    let node = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join("node"))
+            .find(|candidate| candidate.is_file())
+    });
+    let Some(node) = node else {
+        missing("node is not on PATH".to_string())?;
+        return Ok(None);
+    };
+    if !node_clients_dir().join("node_modules/kafkajs").is_dir() {
+        missing(format!(
+            "kafkajs is not installed (npm ci --prefix {})",
+            node_clients_dir().display()
+        ))?;
+        return Ok(None);
+    }
+    Ok(Some(node))
+}
