@@ -686,8 +686,81 @@ fn sweep_request(
                         ]),
                 ]),
         ),
+        ApiKey::FindCoordinator => RequestKind::FindCoordinator(if version >= 4 {
+            FindCoordinatorRequest::default().with_coordinator_keys(vec![text(SWEEP_GROUP)])
+        } else {
+            FindCoordinatorRequest::default().with_key(text(SWEEP_GROUP))
+        }),
+        // A standalone consumer's commit (generation -1, no member), each version its own group.
+        ApiKey::OffsetCommit => {
+            RequestKind::OffsetCommit(standalone_commit(&format!("sweep-commit-v{version}")))
+        }
+        ApiKey::OffsetFetch => {
+            let topics = Some(vec![
+                offset_fetch_request::OffsetFetchRequestTopic::default()
+                    .with_name(name("sweep"))
+                    .with_partition_indexes(vec![0]),
+            ]);
+            RequestKind::OffsetFetch(if version >= 8 {
+                OffsetFetchRequest::default().with_groups(vec![
+                    offset_fetch_request::OffsetFetchRequestGroup::default()
+                        .with_group_id(GroupId(text(SWEEP_GROUP)))
+                        .with_topics(topics.map(|topics| {
+                            topics
+                                .into_iter()
+                                .map(|topic| {
+                                    offset_fetch_request::OffsetFetchRequestTopics::default()
+                                        .with_name(topic.name)
+                                        .with_partition_indexes(topic.partition_indexes)
+                                })
+                                .collect()
+                        })),
+                ])
+            } else {
+                OffsetFetchRequest::default()
+                    .with_group_id(GroupId(text(SWEEP_GROUP)))
+                    .with_topics(topics)
+            })
+        }
+        ApiKey::ListGroups => RequestKind::ListGroups(ListGroupsRequest::default()),
+        ApiKey::DescribeGroups => RequestKind::DescribeGroups(
+            DescribeGroupsRequest::default().with_groups(vec![GroupId(text(SWEEP_GROUP))]),
+        ),
+        ApiKey::DeleteGroups => {
+            RequestKind::DeleteGroups(DeleteGroupsRequest::default().with_groups_names(vec![
+                GroupId(text(&format!("sweep-delete-group-v{version}"))),
+            ]))
+        }
+        // JoinGroup, SyncGroup, Heartbeat and LeaveGroup need a member in a live rebalance, which
+        // one request cannot set up: the group tests drive them with four real clients, and a
+        // unit sweep decodes and encodes every version.
+        ApiKey::JoinGroup | ApiKey::SyncGroup | ApiKey::Heartbeat | ApiKey::LeaveGroup => {
+            return None;
+        }
         _ => return None,
     })
+}
+
+/// The group whose committed offset the group sweeps read.
+const SWEEP_GROUP: &str = "sweep-group";
+/// The offset the setup commits for [`SWEEP_GROUP`] on sweep-0.
+const SWEEP_COMMITTED_OFFSET: i64 = 2;
+
+/// OffsetCommit of offset [`SWEEP_COMMITTED_OFFSET`] on sweep-0 by a standalone consumer.
+fn standalone_commit(group: &str) -> kafka_protocol::messages::OffsetCommitRequest {
+    use kafka_protocol::messages::*;
+    OffsetCommitRequest::default()
+        .with_group_id(GroupId(text(group)))
+        .with_generation_id_or_member_epoch(-1)
+        .with_topics(vec![
+            offset_commit_request::OffsetCommitRequestTopic::default()
+                .with_name(name("sweep"))
+                .with_partitions(vec![
+                    offset_commit_request::OffsetCommitRequestPartition::default()
+                        .with_partition_index(0)
+                        .with_committed_offset(SWEEP_COMMITTED_OFFSET),
+                ]),
+        ])
 }
 
 /// Every error code in a response, and the facts the sweep checks beyond them.
@@ -796,6 +869,71 @@ fn check_sweep_response(response: &ResponseKind, context: &SweepContext) -> anyh
             .iter()
             .flat_map(|t| t.partitions.iter().map(|p| p.error_code))
             .collect(),
+        ResponseKind::FindCoordinator(r) => {
+            let (codes, node) = match r.coordinators.first() {
+                Some(coordinator) => (vec![coordinator.error_code], coordinator.node_id),
+                None => (vec![r.error_code], r.node_id),
+            };
+            ensure!(node.0 >= 0, "coordinator {node:?}");
+            codes
+        }
+        ResponseKind::OffsetCommit(r) => r
+            .topics
+            .iter()
+            .flat_map(|t| t.partitions.iter().map(|p| p.error_code))
+            .collect(),
+        ResponseKind::OffsetFetch(r) => {
+            let (group_code, offsets): (i16, Vec<(i16, i64)>) = match r.groups.first() {
+                Some(group) => (
+                    group.error_code,
+                    group
+                        .topics
+                        .iter()
+                        .flat_map(|t| t.partitions.iter())
+                        .map(|p| (p.error_code, p.committed_offset))
+                        .collect(),
+                ),
+                None => (
+                    r.error_code,
+                    r.topics
+                        .iter()
+                        .flat_map(|t| t.partitions.iter())
+                        .map(|p| (p.error_code, p.committed_offset))
+                        .collect(),
+                ),
+            };
+            ensure!(
+                offsets
+                    .iter()
+                    .map(|(_, offset)| *offset)
+                    .collect::<Vec<_>>()
+                    == [SWEEP_COMMITTED_OFFSET],
+                "committed offsets {offsets:?}, expected [{SWEEP_COMMITTED_OFFSET}]"
+            );
+            std::iter::once(group_code)
+                .chain(offsets.iter().map(|(code, _)| *code))
+                .collect()
+        }
+        ResponseKind::ListGroups(r) => {
+            ensure!(
+                r.groups
+                    .iter()
+                    .any(|g| g.group_id.0.as_str() == SWEEP_GROUP),
+                "{SWEEP_GROUP} not listed: {:?}",
+                r.groups
+            );
+            vec![r.error_code]
+        }
+        ResponseKind::DescribeGroups(r) => {
+            let group = r.groups.first().context("no group described")?;
+            ensure!(
+                group.group_state.as_str() == "Empty",
+                "state {:?}",
+                group.group_state
+            );
+            vec![group.error_code]
+        }
+        ResponseKind::DeleteGroups(r) => r.results.iter().map(|g| g.error_code).collect(),
         _ => bail!("the sweep has no check for this response"),
     };
     ensure!(!codes.is_empty(), "the response holds no result");
@@ -848,6 +986,21 @@ fn sweep_setup(broker: &BrokerProcess, batch: &Bytes) -> anyhow::Result<SweepCon
         ]);
     let produced = call(broker, ApiKey::Produce, 9, &RequestKind::Produce(produce))?;
     check_sweep_response(&produced, &placeholder_context()).context("setup: Produce v9")?;
+
+    // Groups with a committed offset: the one the group sweeps read, and one per DeleteGroups
+    // version to delete.
+    for group in std::iter::once(SWEEP_GROUP.to_string())
+        .chain((0..=2).map(|version| format!("sweep-delete-group-v{version}")))
+    {
+        let committed = call(
+            broker,
+            ApiKey::OffsetCommit,
+            8,
+            &RequestKind::OffsetCommit(standalone_commit(&group)),
+        )?;
+        check_sweep_response(&committed, &placeholder_context())
+            .with_context(|| format!("setup: OffsetCommit v8 for {group}"))?;
+    }
 
     let metadata = MetadataRequest::default().with_topics(Some(
         ["sweep", "sweep-produce"]
