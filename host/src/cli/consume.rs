@@ -289,6 +289,15 @@ pub async fn run(args: ConsumeArgs) -> Result<(), CliError> {
     seek(&mut cluster, &target, &mut cursors, &unpositioned, start).await?;
 
     let mut out = std::io::BufWriter::new(std::io::stdout());
+    // Where each partition stands in what has reached standard output: only this is committed,
+    // never a position past records still in a buffer that failed to flush.
+    let positions = |cursors: &BTreeMap<i32, PartitionCursor>| -> BTreeMap<i32, i64> {
+        cursors
+            .iter()
+            .map(|(partition, cursor)| (*partition, cursor.position))
+            .collect()
+    };
+    let mut delivered = positions(&cursors);
     let mut consumed = 0u64;
     let idle_timeout = args.timeout_ms.map(Duration::from_millis);
     let mut idle_deadline = idle_timeout.map(|timeout| Instant::now() + timeout);
@@ -324,10 +333,11 @@ pub async fn run(args: ConsumeArgs) -> Result<(), CliError> {
         if let Err(error) = out.flush() {
             break Err(CliError::Stdout(error));
         }
+        delivered = positions(&cursors);
         // Printed records are committed only once they are out (at least once, not at most).
         if printed > 0
             && let Some(group) = &mut group
-            && let Err(error) = group.commit(&args.topic, &cursors).await
+            && let Err(error) = group.commit(&args.topic, &delivered).await
         {
             break Err(error);
         }
@@ -344,7 +354,7 @@ pub async fn run(args: ConsumeArgs) -> Result<(), CliError> {
     // The final position, also of partitions that printed nothing (a start at the end is
     // remembered, as a Kafka consumer's commit on close remembers it).
     let committed = match (&mut group, &outcome) {
-        (Some(group), Ok(())) => group.commit(&args.topic, &cursors).await,
+        (Some(group), Ok(())) => group.commit(&args.topic, &delivered).await,
         _ => Ok(()),
     };
     eprintln!("Processed a total of {consumed} messages");
@@ -361,18 +371,18 @@ struct GroupCommits {
 }
 
 impl GroupCommits {
-    /// Commits the positions that moved since the last commit.
+    /// Commits the positions (partition -> next offset) that moved since the last commit.
     async fn commit(
         &mut self,
         topic: &str,
-        cursors: &BTreeMap<i32, PartitionCursor>,
+        positions: &BTreeMap<i32, i64>,
     ) -> Result<(), CliError> {
-        let moved: BTreeMap<i32, i64> = cursors
+        let moved: BTreeMap<i32, i64> = positions
             .iter()
-            .filter(|(partition, cursor)| {
-                cursor.position >= 0 && self.committed.get(partition) != Some(&cursor.position)
+            .filter(|(partition, position)| {
+                **position >= 0 && self.committed.get(partition) != Some(position)
             })
-            .map(|(partition, cursor)| (*partition, cursor.position))
+            .map(|(partition, position)| (*partition, *position))
             .collect();
         super::groups::commit(&mut self.coordinator, &self.name, topic, &moved).await?;
         self.committed.extend(moved);

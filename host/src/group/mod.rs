@@ -39,6 +39,9 @@ const WAIT_SLACK: Duration = Duration::from_secs(5);
 /// A waiter never re-checks the group's deadlines more often than this (a guard against a
 /// deadline that stays in the past spinning the waiter).
 const WAKE_INTERVAL_MIN: Duration = Duration::from_millis(1);
+/// ... and never less often than this: a deadline that appears after the waiter looked (a new
+/// member's, which ends the join phase when it expires) is acted on within this much.
+const WAKE_INTERVAL_MAX: Duration = Duration::from_secs(1);
 
 /// The broker configs of the group room (Kafka's names in [`crate::config::KEYS`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -156,7 +159,7 @@ impl GroupCoordinator {
         let retention = inner.groups.config().offsets_retention;
         for (group, partitions) in inner.groups.expire_offsets(now, now_ms, retention) {
             let record = OffsetRecord::OffsetsExpired { group, partitions };
-            if let Err(error) = inner.log.append(&record) {
+            if let Err(error) = Self::append(inner, &record) {
                 tracing::error!(%error, "cannot record expired offsets");
             }
         }
@@ -223,6 +226,7 @@ impl GroupCoordinator {
             let wake = next
                 .unwrap_or(give_up)
                 .min(give_up)
+                .min(now + WAKE_INTERVAL_MAX)
                 .max(now + WAKE_INTERVAL_MIN);
             match tokio::time::timeout_at(wake, &mut answer).await {
                 Ok(Ok(answer)) => return answer,
@@ -289,7 +293,7 @@ impl GroupCoordinator {
             protocol_type,
             offsets: request.offsets,
         };
-        if let Err(error) = inner.log.append(&record) {
+        if let Err(error) = Self::append(&mut inner, &record) {
             tracing::error!(group = %request.group_id, %error, "cannot write committed offsets");
             return Err(ResponseError::UnknownServerError);
         }
@@ -302,6 +306,14 @@ impl GroupCoordinator {
         }
         Self::maybe_rewrite(&mut inner);
         Ok(())
+    }
+
+    /// Appends a record, first rewriting the file if a failed append left a torn record.
+    fn append(inner: &mut Inner, record: &OffsetRecord) -> std::io::Result<()> {
+        if inner.log.is_torn() {
+            Self::maybe_rewrite(inner);
+        }
+        inner.log.append(record)
     }
 
     fn maybe_rewrite(inner: &mut Inner) {
@@ -377,7 +389,7 @@ impl GroupCoordinator {
         let record = OffsetRecord::GroupDeleted {
             group: group_id.to_string(),
         };
-        if let Err(error) = inner.log.append(&record) {
+        if let Err(error) = Self::append(&mut inner, &record) {
             tracing::error!(group = %group_id, %error, "cannot record a group's deletion");
             return Err(ResponseError::UnknownServerError);
         }
@@ -391,7 +403,7 @@ impl GroupCoordinator {
         let record = OffsetRecord::TopicDeleted {
             topic: topic.to_string(),
         };
-        if let Err(error) = inner.log.append(&record) {
+        if let Err(error) = Self::append(&mut inner, &record) {
             tracing::error!(%topic, %error, "cannot record that a deleted topic's offsets are gone");
         }
     }

@@ -314,6 +314,8 @@ pub struct OffsetLog {
     bytes: u64,
     /// Bytes right after the last compact rewrite: the file is rewritten at twice this.
     compacted_bytes: u64,
+    /// A failed append left bytes that could not be cut off: no append until a rewrite.
+    torn: bool,
 }
 
 impl OffsetLog {
@@ -346,32 +348,59 @@ impl OffsetLog {
                 file,
                 bytes,
                 compacted_bytes: bytes,
+                torn: false,
             },
             groups,
         ))
     }
 
-    /// Appends one record with a single write(2) (no fsync: see the module comment).
+    /// Appends one record with a single write(2) (no fsync: see the module comment). A write
+    /// that fails part-way (a full disk) is cut off again, so no torn record sits in front of
+    /// later commits; if even that fails, the file is rewritten before the next append.
     pub fn append(&mut self, record: &OffsetRecord) -> io::Result<()> {
+        if self.torn {
+            return Err(io::Error::other(
+                "the committed offsets file holds a torn record that could not be removed",
+            ));
+        }
         let encoded = record.encode();
-        self.file.write_all(&encoded)?;
+        if let Err(error) = self.file.write_all(&encoded) {
+            if self.file.set_len(self.bytes).is_err() {
+                self.torn = true;
+            }
+            return Err(error);
+        }
         self.bytes += encoded.len() as u64;
         Ok(())
     }
 
-    /// Whether the file has grown enough that [`OffsetLog::rewrite`] is worth it.
+    /// Whether appends wait for a successful [`OffsetLog::rewrite`].
+    pub fn is_torn(&self) -> bool {
+        self.torn
+    }
+
+    /// Whether the file has grown enough that [`OffsetLog::rewrite`] is worth it, or must be
+    /// rewritten because a failed append left a torn record.
     pub fn wants_rewrite(&self) -> bool {
-        self.bytes >= COMPACT_MIN_BYTES.max(self.compacted_bytes.saturating_mul(2))
+        self.torn || self.bytes >= COMPACT_MIN_BYTES.max(self.compacted_bytes.saturating_mul(2))
     }
 
     /// Replaces the file with the compact form of `groups` (what it holds now).
     pub fn rewrite(&mut self, groups: &BTreeMap<String, StoredGroup>) -> io::Result<()> {
         let compact = compact_encoding(groups);
-        write_atomically(&self.path, &compact)?;
-        self.file = OpenOptions::new().append(true).open(&self.path)?;
-        self.bytes = compact.len() as u64;
-        self.compacted_bytes = self.bytes;
-        Ok(())
+        let written = write_atomically(&self.path, &compact);
+        // Once the rename happened (even if syncing the directory then failed), appends must go
+        // to the new file, never the unlinked old one.
+        if let Ok(file) = OpenOptions::new().append(true).open(&self.path)
+            && let Ok(metadata) = file.metadata()
+            && metadata.len() == compact.len() as u64
+        {
+            self.file = file;
+            self.bytes = compact.len() as u64;
+            self.compacted_bytes = self.bytes;
+            self.torn = false;
+        }
+        written
     }
 }
 

@@ -407,6 +407,9 @@ impl Group {
                 member.assignment = Bytes::new();
                 if let Some(waiter) = member.awaiting_sync.take() {
                     let _ = waiter.send(SyncResponse::error(ResponseError::RebalanceInProgress));
+                    // Its session counts from this answer (Kafka's
+                    // completeAndScheduleNextHeartbeatExpiration), not from its SyncGroup.
+                    member.refresh_session(now);
                 }
             }
         }
@@ -461,7 +464,8 @@ impl Group {
         }
         self.join_deadline = None;
         self.initial_delay = None;
-        self.generation_id += 1;
+        // Past i32::MAX it starts again at 1: a negative generation reads as a standalone commit.
+        self.generation_id = self.generation_id.checked_add(1).unwrap_or(1);
         if self.members.is_empty() {
             self.state = GroupState::Empty;
             self.empty_since = Some(now);
@@ -578,7 +582,7 @@ impl Group {
             client_id: request.client_id.clone(),
             client_host: request.client_host.clone(),
             session_timeout,
-            rebalance_timeout: duration_ms(request.rebalance_timeout_ms),
+            rebalance_timeout: rebalance_timeout(request),
             protocol_type: request.protocol_type.clone(),
             protocols: request.protocols.clone(),
             assignment: Bytes::new(),
@@ -612,7 +616,7 @@ impl Group {
         member.protocols = request.protocols.clone();
         member.protocol_type = request.protocol_type.clone();
         member.session_timeout = duration_ms(request.session_timeout_ms);
-        member.rebalance_timeout = duration_ms(request.rebalance_timeout_ms);
+        member.rebalance_timeout = rebalance_timeout(request);
         member.client_id.clone_from(&request.client_id);
         member.client_host.clone_from(&request.client_host);
         member.refresh_session(now);
@@ -744,6 +748,16 @@ impl Group {
 
 fn duration_ms(ms: i32) -> Duration {
     Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+}
+
+/// A member's rebalance timeout; one that is not positive counts as its session timeout (as
+/// JoinGroup v0, which has none), so a hostile value cannot end every rebalance at once.
+fn rebalance_timeout(request: &JoinRequest) -> Duration {
+    if request.rebalance_timeout_ms > 0 {
+        duration_ms(request.rebalance_timeout_ms)
+    } else {
+        duration_ms(request.session_timeout_ms)
+    }
 }
 
 /// Every group the coordinator knows.
@@ -935,6 +949,7 @@ impl Groups {
                                 protocol_name: protocol_name.clone(),
                                 assignment: member.assignment.clone(),
                             });
+                            member.refresh_session(now);
                         }
                     }
                     group.state = GroupState::Stable;
@@ -1535,6 +1550,17 @@ mod tests {
             follower.try_recv().expect("answered").error,
             Some(ResponseError::RebalanceInProgress)
         );
+        // The follower's session counts from that answer: it stays to rejoin, although its
+        // SyncGroup came longer than a session timeout ago.
+        let group = groups.get("g").expect("group");
+        assert_eq!(group.state(), GroupState::PreparingRebalance);
+        assert!(
+            group
+                .members
+                .iter()
+                .any(|member| member.member_id == second)
+        );
+        assert!(!group.members.iter().any(|member| member.member_id == first));
     }
 
     #[test]

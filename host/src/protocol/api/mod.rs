@@ -315,7 +315,9 @@ mod tests {
                 api_key: api,
                 body,
             };
-            let response = handle(broker, request).await.expect("a response");
+            let response = handle(broker, request, IpAddr::from([127, 0, 0, 1]))
+                .await
+                .expect("a response");
             let mut encoded = crate::protocol::encode_response(7, api, version, &response)
                 .unwrap_or_else(|error| panic!("{api:?} v{version}: {error}"))
                 .freeze()
