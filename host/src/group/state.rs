@@ -1002,6 +1002,9 @@ impl Groups {
         leaving: &[LeavingMember],
         now: Instant,
     ) -> Vec<Option<ResponseError>> {
+        if group_id.is_empty() {
+            return vec![Some(ResponseError::InvalidGroupId); leaving.len()];
+        }
         let Some(group) = self.groups.get_mut(group_id) else {
             return vec![Some(ResponseError::UnknownMemberId); leaving.len()];
         };
@@ -1045,6 +1048,9 @@ impl Groups {
         group_instance_id: Option<&str>,
         now: Instant,
     ) -> Result<(), ResponseError> {
+        if group_id.is_empty() {
+            return Err(ResponseError::InvalidGroupId);
+        }
         if !self.groups.contains_key(group_id) {
             if generation_id < 0 {
                 self.get_or_create(group_id);
@@ -1101,6 +1107,9 @@ impl Groups {
 
     /// DeleteGroups' check and removal: only a group without members can go.
     pub fn delete(&mut self, group_id: &str, now: Instant) -> Result<(), ResponseError> {
+        if group_id.is_empty() {
+            return Err(ResponseError::InvalidGroupId);
+        }
         self.advance(group_id, now);
         let group = self
             .groups
@@ -1561,6 +1570,33 @@ mod tests {
                 .any(|member| member.member_id == second)
         );
         assert!(!group.members.iter().any(|member| member.member_id == first));
+    }
+
+    #[test]
+    fn an_empty_group_id_is_invalid_everywhere() {
+        let mut groups = Groups::new(config(100));
+        let now = Instant::now();
+        let leaving = LeavingMember {
+            member_id: "m".to_string(),
+            group_instance_id: None,
+        };
+        assert_eq!(
+            groups.leave("", &[leaving], now),
+            vec![Some(ResponseError::InvalidGroupId)]
+        );
+        assert_eq!(
+            groups.validate_commit("", -1, "", None, now),
+            Err(ResponseError::InvalidGroupId)
+        );
+        assert_eq!(groups.delete("", now), Err(ResponseError::InvalidGroupId));
+        assert_eq!(
+            groups.heartbeat("", 1, "m", None, now),
+            Some(ResponseError::InvalidGroupId)
+        );
+        assert!(
+            groups.get("").is_none(),
+            "no group was created for the empty id"
+        );
     }
 
     #[test]

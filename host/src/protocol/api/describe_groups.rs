@@ -21,6 +21,12 @@ pub fn handle(
         .groups
         .into_iter()
         .map(|group_id| {
+            if group_id.0.is_empty() {
+                return DescribedGroup::default()
+                    .with_group_id(group_id)
+                    .with_group_state(str_bytes(GroupState::Dead.name()))
+                    .with_error_code(ResponseError::InvalidGroupId.code());
+            }
             let Some(found) = broker.groups.describe(group_id.0.as_str()) else {
                 let described = DescribedGroup::default()
                     .with_group_id(group_id)
