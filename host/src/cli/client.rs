@@ -503,6 +503,43 @@ impl Cluster {
     }
 }
 
+/// ListOffsets' timestamp for the log end offset (the next offset a consumer would read).
+pub const LATEST_TIMESTAMP: i64 = -1;
+/// ListOffsets' timestamp for the log start offset.
+pub const EARLIEST_TIMESTAMP: i64 = -2;
+
+/// A consumer's ListOffsets request (replica id -1: not a follower) asking `timestamp` of each
+/// topic's partitions.
+pub fn list_offsets_request<'a>(
+    topics: impl IntoIterator<Item = (&'a str, &'a [i32])>,
+    timestamp: i64,
+) -> kafka_protocol::messages::ListOffsetsRequest {
+    use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+    kafka_protocol::messages::ListOffsetsRequest::default()
+        .with_replica_id((-1).into())
+        .with_topics(
+            topics
+                .into_iter()
+                .map(|(topic, partitions)| {
+                    ListOffsetsTopic::default()
+                        .with_name(kafka_protocol::messages::TopicName(StrBytes::from_string(
+                            topic.to_string(),
+                        )))
+                        .with_partitions(
+                            partitions
+                                .iter()
+                                .map(|partition| {
+                                    ListOffsetsPartition::default()
+                                        .with_partition_index(*partition)
+                                        .with_timestamp(timestamp)
+                                })
+                                .collect(),
+                        )
+                })
+                .collect(),
+        )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

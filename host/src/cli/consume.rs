@@ -12,8 +12,7 @@ use std::time::Duration;
 
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
-use kafka_protocol::messages::{ApiKey, FetchRequest, ListOffsetsRequest, TopicName};
+use kafka_protocol::messages::{ApiKey, FetchRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::TimestampType;
 use tokio::time::Instant;
@@ -31,9 +30,6 @@ pub const FETCH_MAX_WAIT_MS: u64 = 500;
 const FETCH_MAX_BYTES: i32 = 50 * 1024 * 1024;
 /// Bytes one Fetch may return per partition (Kafka's `max.partition.fetch.bytes`).
 const PARTITION_FETCH_MAX_BYTES: i32 = 1024 * 1024;
-/// ListOffsets' special timestamps.
-const LATEST_TIMESTAMP: i64 = -1;
-const EARLIEST_TIMESTAMP: i64 = -2;
 /// Fetch v13 and later name topics by id; a topic without a known id uses v12 at most.
 const FETCH_BY_NAME_VERSION_MAX: i16 = 12;
 
@@ -407,8 +403,8 @@ async fn seek(
             }
             return Ok(());
         }
-        StartOffset::Earliest => EARLIEST_TIMESTAMP,
-        StartOffset::Latest => LATEST_TIMESTAMP,
+        StartOffset::Earliest => super::client::EARLIEST_TIMESTAMP,
+        StartOffset::Latest => super::client::LATEST_TIMESTAMP,
     };
     let mut by_leader: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
     for partition in partitions {
@@ -420,23 +416,10 @@ async fn seek(
         require_leader(target, leader, &partitions)?;
         let client = cluster.node(leader).await?;
         let version = client.version(ApiKey::ListOffsets)?;
-        let request = ListOffsetsRequest::default()
-            // -1: an ordinary consumer, not a follower replica.
-            .with_replica_id((-1).into())
-            .with_topics(vec![
-                ListOffsetsTopic::default()
-                    .with_name(topic_name(&target.name))
-                    .with_partitions(
-                        partitions
-                            .iter()
-                            .map(|partition| {
-                                ListOffsetsPartition::default()
-                                    .with_partition_index(*partition)
-                                    .with_timestamp(timestamp)
-                            })
-                            .collect(),
-                    ),
-            ]);
+        let request = super::client::list_offsets_request(
+            [(target.name.as_str(), &partitions[..])],
+            timestamp,
+        );
         let response = client.send(version, &request).await?;
         for topic in &response.topics {
             for answer in &topic.partitions {

@@ -14,14 +14,13 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Buf;
 use kafka_protocol::ResponseError;
-use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::{
     ApiKey, ConsumerProtocolAssignment, DescribeGroupsRequest, FindCoordinatorRequest, GroupId,
-    ListGroupsRequest, ListOffsetsRequest, OffsetCommitRequest, OffsetFetchRequest, TopicName,
+    ListGroupsRequest, OffsetCommitRequest, OffsetFetchRequest, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, StrBytes};
 
@@ -30,8 +29,6 @@ use super::{CliError, Client};
 
 /// FindCoordinator's key type for a consumer group.
 const GROUP_KEY_TYPE: i8 = 0;
-/// ListOffsets' "latest" timestamp: the log end offset a consumer can reach.
-const LATEST_TIMESTAMP: i64 = -1;
 
 #[derive(Debug, clap::Args)]
 pub struct GroupsArgs {
@@ -284,27 +281,12 @@ async fn describe(bootstrap_server: &str, group: &str) -> Result<(), CliError> {
     if !by_topic.is_empty() {
         let mut client = Client::bootstrap(bootstrap_server).await?;
         let version = client.version(ApiKey::ListOffsets)?;
-        let request = ListOffsetsRequest::default()
-            .with_replica_id((-1).into())
-            .with_topics(
-                by_topic
-                    .iter()
-                    .map(|(topic, partitions)| {
-                        ListOffsetsTopic::default()
-                            .with_name(TopicName(str_bytes(topic)))
-                            .with_partitions(
-                                partitions
-                                    .iter()
-                                    .map(|partition| {
-                                        ListOffsetsPartition::default()
-                                            .with_partition_index(*partition)
-                                            .with_timestamp(LATEST_TIMESTAMP)
-                                    })
-                                    .collect(),
-                            )
-                    })
-                    .collect(),
-            );
+        let request = super::client::list_offsets_request(
+            by_topic
+                .iter()
+                .map(|(topic, partitions)| (topic.as_str(), partitions.as_slice())),
+            super::client::LATEST_TIMESTAMP,
+        );
         let response = client.send(version, &request).await?;
         for topic in &response.topics {
             for partition in &topic.partitions {
