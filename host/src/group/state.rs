@@ -240,6 +240,9 @@ pub struct Group {
     /// Since when the group has been Empty (set when it empties, or when a retention sweep first
     /// sees it Empty): a consumer group's offsets expire `offsets.retention.minutes` after.
     empty_since: Option<Instant>,
+    /// For a group loaded at start and Empty ever since: its last commit's wall-clock time,
+    /// which the retention counts from (a monotonic instant cannot reach back past boot).
+    empty_since_ms: Option<i64>,
     pub(crate) offsets: BTreeMap<(String, i32), CommittedOffset>,
 }
 
@@ -260,6 +263,7 @@ impl Group {
             pending_sync: HashSet::new(),
             sync_deadline: None,
             empty_since: None,
+            empty_since_ms: None,
             offsets: BTreeMap::new(),
         }
     }
@@ -430,6 +434,7 @@ impl Group {
         tracing::info!(group = %self.id, generation = self.generation_id, members = self.members.len(), reason, "preparing to rebalance");
         self.state = GroupState::PreparingRebalance;
         self.empty_since = None;
+        self.empty_since_ms = None;
     }
 
     /// Completes the join phase now if every known member has rejoined and no member told
@@ -779,13 +784,21 @@ impl Groups {
         &self.config
     }
 
-    /// A group as the offsets file had it at start: Empty, with its offsets.
+    /// A group as the offsets file had it at start: Empty, with its offsets, and counted as
+    /// Empty since its last commit (the latest time it is known to have had a member), so its
+    /// retention clock does not start again at every broker restart.
     pub fn load(&mut self, group_id: &str, stored: super::offsets::StoredGroup) {
+        let last_commit_ms = stored
+            .offsets
+            .values()
+            .map(|offset| offset.commit_timestamp_ms)
+            .max();
         let group = self.get_or_create(group_id);
         if !stored.protocol_type.is_empty() {
             group.protocol_type = Some(stored.protocol_type);
         }
         group.offsets = stored.offsets;
+        group.empty_since_ms = last_commit_ms;
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Group> {
@@ -1139,14 +1152,20 @@ impl Groups {
             if group.state != GroupState::Empty || group.has_members() {
                 continue;
             }
-            let empty_since = *group.empty_since.get_or_insert(now);
+            let empty_long_enough = match group.empty_since_ms {
+                Some(since_ms) => since_ms.saturating_add(retention_ms) <= now_ms,
+                None => {
+                    let since = *group.empty_since.get_or_insert(now);
+                    now.saturating_duration_since(since) >= retention
+                }
+            };
             let consumer_group = !group.protocol_type().is_empty();
             let gone: Vec<(String, i32)> = group
                 .offsets
                 .iter()
                 .filter(|(_, offset)| {
                     if consumer_group {
-                        now.saturating_duration_since(empty_since) >= retention
+                        empty_long_enough
                     } else {
                         offset.commit_timestamp_ms.saturating_add(retention_ms) <= now_ms
                     }
@@ -1764,6 +1783,36 @@ mod tests {
             groups.expire_offsets(later + Duration::from_secs(1800), 7_200_000, retention);
         assert_eq!(expired, vec![("g".to_string(), vec![("t".to_string(), 0)])]);
         assert!(groups.get("g").is_none());
+    }
+
+    #[test]
+    fn a_loaded_group_is_empty_since_its_last_commit_across_restarts() {
+        let retention = Duration::from_secs(7 * 24 * 3600);
+        let retention_ms = retention.as_millis() as i64;
+        let now_ms = 100 * retention_ms;
+        let stored = |last_commit_ms: i64| super::super::offsets::StoredGroup {
+            protocol_type: "consumer".to_string(),
+            offsets: [(
+                ("t".to_string(), 0),
+                CommittedOffset {
+                    offset: 5,
+                    leader_epoch: -1,
+                    metadata: None,
+                    commit_timestamp_ms: last_commit_ms,
+                },
+            )]
+            .into(),
+        };
+        // A broker that just started (its monotonic clock knows nothing of last week).
+        let mut groups = Groups::new(config(0));
+        groups.load("abandoned", stored(now_ms - retention_ms - 1));
+        groups.load("recent", stored(now_ms - 1000));
+        let expired = groups.expire_offsets(Instant::now(), now_ms, retention);
+        assert_eq!(
+            expired,
+            vec![("abandoned".to_string(), vec![("t".to_string(), 0)])]
+        );
+        assert_eq!(groups.get("recent").map(|g| g.offsets.len()), Some(1));
     }
 
     #[test]
