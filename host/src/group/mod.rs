@@ -385,7 +385,10 @@ impl GroupCoordinator {
     /// DeleteGroups: a group without members goes, with its committed offsets.
     pub fn delete(&self, group_id: &str) -> Result<(), ResponseError> {
         let mut inner = self.lock();
-        inner.groups.delete(group_id, Instant::now())?;
+        let now = Instant::now();
+        inner.groups.check_deletable(group_id, now)?;
+        // On disk first: a deletion that cannot be recorded must not happen in memory only (the
+        // group would be back after a restart although the client was told it failed).
         let record = OffsetRecord::GroupDeleted {
             group: group_id.to_string(),
         };
@@ -393,7 +396,7 @@ impl GroupCoordinator {
             tracing::error!(group = %group_id, %error, "cannot record a group's deletion");
             return Err(ResponseError::UnknownServerError);
         }
-        Ok(())
+        inner.groups.delete(group_id, now)
     }
 
     /// A deleted topic's committed offsets go with it, in every group.

@@ -1120,6 +1120,13 @@ impl Groups {
 
     /// DeleteGroups' check and removal: only a group without members can go.
     pub fn delete(&mut self, group_id: &str, now: Instant) -> Result<(), ResponseError> {
+        self.check_deletable(group_id, now)?;
+        self.groups.remove(group_id);
+        Ok(())
+    }
+
+    /// Why DeleteGroups would refuse `group_id` now, if it would.
+    pub fn check_deletable(&mut self, group_id: &str, now: Instant) -> Result<(), ResponseError> {
         if group_id.is_empty() {
             return Err(ResponseError::InvalidGroupId);
         }
@@ -1131,7 +1138,6 @@ impl Groups {
         if group.has_members() {
             return Err(ResponseError::NonEmptyGroup);
         }
-        self.groups.remove(group_id);
         Ok(())
     }
 
