@@ -18,7 +18,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use weir_tests::broker::{BrokerProcess, weir_binary};
-use weir_tests::clients::{node_clients_dir, node_with_kafkajs, python_with_clients, run};
+use weir_tests::clients::{client_scripts_dir, node_with_kafkajs, python_with_clients, run};
 
 #[allow(dead_code)]
 #[path = "support/rdkafka_clients.rs"]
@@ -37,10 +37,6 @@ const SCRIPT_TIMEOUT: Duration = Duration::from_secs(180);
 const CHILD_LIFETIME: Duration = Duration::from_secs(120);
 /// Tells this test binary, run again as a child, to be a group member until it is killed.
 const CHILD_ENV: &str = "WEIR_GROUPS_CHILD_BOOTSTRAP";
-
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
 
 fn admin(broker: &BrokerProcess) -> anyhow::Result<AdminClient<DefaultClientContext>> {
     client_config(broker)
@@ -616,22 +612,9 @@ fn python_group_consumers_consume_and_commit() -> anyhow::Result<()> {
     let Some(python) = python_with_clients()? else {
         return Ok(());
     };
-    let broker = BrokerProcess::start(BROKER_CONFIG)?;
-    let script = root().join("tests/clients/python_groups.py");
-    let script = script.to_str().context("script path is not UTF-8")?;
-    let (success, output) = run(
-        &python,
-        &[script, "--bootstrap", &broker.bootstrap()],
-        SCRIPT_TIMEOUT,
-    )?;
-    println!("{output}");
-    if !success {
-        bail!(
-            "python_groups.py failed:\n{output}\nbroker log:\n{}",
-            broker.log()
-        );
-    }
-    Ok(())
+    run_client_script(&python, "python_groups.py", |bootstrap| {
+        vec!["--bootstrap".to_string(), bootstrap.to_string()]
+    })
 }
 
 #[test]
@@ -639,16 +622,31 @@ fn kafkajs_group_consumer_consumes_and_commits() -> anyhow::Result<()> {
     let Some(node) = node_with_kafkajs()? else {
         return Ok(());
     };
+    run_client_script(&node, "kafkajs_group.js", |bootstrap| {
+        vec![bootstrap.to_string()]
+    })
+}
+
+/// Starts a broker and runs `program tests/clients/<script> <args(bootstrap)>`; the script's
+/// output (and, when it fails, the broker's log) is printed.
+fn run_client_script(
+    program: &Path,
+    script: &str,
+    args: impl FnOnce(&str) -> Vec<String>,
+) -> anyhow::Result<()> {
     let broker = BrokerProcess::start(BROKER_CONFIG)?;
-    let script = node_clients_dir().join("kafkajs_group.js");
-    let script = script.to_str().context("script path is not UTF-8")?;
-    let (success, output) = run(&node, &[script, &broker.bootstrap()], SCRIPT_TIMEOUT)?;
+    let path = client_scripts_dir().join(script);
+    let mut full = vec![
+        path.to_str()
+            .context("script path is not UTF-8")?
+            .to_string(),
+    ];
+    full.extend(args(&broker.bootstrap()));
+    let full: Vec<&str> = full.iter().map(String::as_str).collect();
+    let (success, output) = run(program, &full, SCRIPT_TIMEOUT)?;
     println!("{output}");
     if !success {
-        bail!(
-            "kafkajs_group.js failed:\n{output}\nbroker log:\n{}",
-            broker.log()
-        );
+        bail!("{script} failed:\n{output}\nbroker log:\n{}", broker.log());
     }
     Ok(())
 }

@@ -12,7 +12,7 @@ use rdkafka::consumer::Consumer;
 use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use weir_tests::broker::BrokerProcess;
-use weir_tests::clients::{node_clients_dir, node_with_kafkajs, run};
+use weir_tests::clients::{client_scripts_dir, node_with_kafkajs, run};
 
 #[allow(dead_code)]
 #[path = "support/rdkafka_clients.rs"]
@@ -28,7 +28,7 @@ fn kafkajs_admin_and_idempotent_producer() -> anyhow::Result<()> {
         return Ok(());
     };
     let broker = BrokerProcess::start(&[])?;
-    let script = node_clients_dir().join("kafkajs_client.js");
+    let script = client_scripts_dir().join("kafkajs_client.js");
     let script = script.to_str().context("script path is not UTF-8")?;
     let (success, output) = run(&node, &[script, &broker.bootstrap(), TOPIC], SCRIPT_TIMEOUT)?;
     println!("{output}");

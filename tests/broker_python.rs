@@ -11,17 +11,13 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use weir_tests::broker::BrokerProcess;
-use weir_tests::clients::{missing, python_with_clients, run, venv_python};
+use weir_tests::clients::{client_scripts_dir, missing, python_with_clients, run, venv_python};
 
 /// Bound on one run of the script; its own client calls time out well before.
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(120);
 
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
 fn script() -> PathBuf {
-    root().join("tests/clients/python_clients.py")
+    client_scripts_dir().join("python_clients.py")
 }
 
 /// Starts a broker and runs the script's `sections` with `python`.

@@ -23,35 +23,11 @@ import shutil
 import subprocess
 import sys
 import time
-import traceback
+
+from checks import check, expect, fail, report
 
 # Bound on any one client operation, in seconds.
 TIMEOUT = 20.0
-
-FAILURES = []
-
-
-def check(name):
-    """Runs the decorated function as one named check, recording its failure."""
-
-    def run(function):
-        started = time.monotonic()
-        try:
-            function()
-        except Exception as error:  # noqa: BLE001 - every failure is reported, none hidden
-            FAILURES.append(name)
-            print(f"FAIL: {name}: {error!r}", flush=True)
-            traceback.print_exc()
-        else:
-            print(f"ok: {name} ({time.monotonic() - started:.2f}s)", flush=True)
-        return function
-
-    return run
-
-
-def expect(condition, message):
-    if not condition:
-        raise AssertionError(message)
 
 
 def records(count, tag):
@@ -312,17 +288,12 @@ def main():
         elif section == "kcat":
             kcat = shutil.which(arguments.kcat)
             if kcat is None:
-                FAILURES.append("kcat")
-                print(f"FAIL: kcat: {arguments.kcat} is not on PATH", flush=True)
+                fail("kcat", f"{arguments.kcat} is not on PATH")
             else:
                 kcat_section(arguments.bootstrap, kcat)
         else:
             parser.error(f"unknown section {section!r}")
-    if FAILURES:
-        print(f"{len(FAILURES)} check(s) failed: {', '.join(FAILURES)}", flush=True)
-        return 1
-    print("all checks passed", flush=True)
-    return 0
+    return report()
 
 
 if __name__ == "__main__":

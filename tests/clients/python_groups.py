@@ -15,36 +15,14 @@ Every blocking call has a timeout.
 import argparse
 import sys
 import time
-import traceback
+
+from checks import check, expect, report
 
 # Bound on any one client operation, in seconds.
 TIMEOUT = 30.0
 PARTITIONS = 3
 RECORDS = 60
 MORE = 6
-
-FAILURES = []
-
-
-def check(name):
-    def run(function):
-        started = time.monotonic()
-        try:
-            function()
-        except Exception as error:  # noqa: BLE001 - every failure is reported, none hidden
-            FAILURES.append(name)
-            print(f"FAIL: {name}: {error!r}", flush=True)
-            traceback.print_exc()
-        else:
-            print(f"ok: {name} ({time.monotonic() - started:.2f}s)", flush=True)
-        return function
-
-    return run
-
-
-def expect(condition, message):
-    if not condition:
-        raise AssertionError(message)
 
 
 def confluent_section(bootstrap):
@@ -210,11 +188,7 @@ def main():
     arguments = parser.parse_args()
     confluent_section(arguments.bootstrap)
     kafka_python_section(arguments.bootstrap)
-    if FAILURES:
-        print(f"{len(FAILURES)} check(s) failed: {', '.join(FAILURES)}", flush=True)
-        return 1
-    print("all checks passed", flush=True)
-    return 0
+    return report()
 
 
 if __name__ == "__main__":

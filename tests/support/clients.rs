@@ -108,12 +108,13 @@ pub fn python_with_clients() -> anyhow::Result<Option<std::path::PathBuf>> {
     Ok(Some(python))
 }
 
-/// Where the Node.js client scripts live (`tests/clients`, with `node_modules` after `npm ci`).
-pub fn node_clients_dir() -> std::path::PathBuf {
+/// Where the client scripts live (`tests/clients`: Python, and Node.js with `node_modules` after
+/// `npm ci`).
+pub fn client_scripts_dir() -> std::path::PathBuf {
     repo_root().join("tests/clients")
 }
 
-/// `node`, when it is on PATH and kafkajs is installed in [`node_clients_dir`]; `None` when the
+/// `node`, when it is on PATH and kafkajs is installed in [`client_scripts_dir`]; `None` when the
 /// test should be skipped (an error instead when clients are required).
 pub fn node_with_kafkajs() -> anyhow::Result<Option<std::path::PathBuf>> {
     let node = std::env::var_os("PATH").and_then(|path| {
@@ -125,10 +126,10 @@ pub fn node_with_kafkajs() -> anyhow::Result<Option<std::path::PathBuf>> {
         missing("node is not on PATH".to_string())?;
         return Ok(None);
     };
-    if !node_clients_dir().join("node_modules/kafkajs").is_dir() {
+    if !client_scripts_dir().join("node_modules/kafkajs").is_dir() {
         missing(format!(
             "kafkajs is not installed (npm ci --prefix {})",
-            node_clients_dir().display()
+            client_scripts_dir().display()
         ))?;
         return Ok(None);
     }
