@@ -110,8 +110,7 @@ struct Scale {
 impl Scale {
     /// Mirrors criterion's own choice: it benchmarks only under `--bench` without `--test`.
     fn from_args() -> Scale {
-        let has = |flag: &str| std::env::args().any(|arg| arg == flag);
-        if has("--bench") && !has("--test") {
+        if criterion_estimates::benchmarking() {
             Scale {
                 benchmarking: true,
                 lifecycle_reps: 10,

@@ -2,6 +2,13 @@
 
 use std::path::{Path, PathBuf};
 
+/// Whether this run measures for real, decided as criterion decides it: `--bench` without
+/// `--test` (`cargo bench`); `cargo test --benches` runs each routine once as a smoke test.
+pub fn benchmarking() -> bool {
+    let has = |flag: &str| std::env::args().any(|arg| arg == flag);
+    has("--bench") && !has("--test")
+}
+
 /// Where criterion keeps its estimates, found the way criterion finds it: `$CRITERION_HOME`,
 /// `$CARGO_TARGET_DIR/criterion`, else the nearest `criterion` directory above this binary.
 pub fn criterion_dir() -> PathBuf {
