@@ -1516,7 +1516,7 @@ mod tests {
         groups.advance("g", start);
         assert_eq!(first_answer.try_recv().expect("alone").generation_id, 1);
         let at = start + Duration::from_millis(10);
-        let _ = waiting(groups.sync(&sync_request(&first, 1), at));
+        drop(waiting(groups.sync(&sync_request(&first, 1), at)));
         // A second member arrives; the first never rejoins (its poll loop is stuck) but keeps
         // heartbeating, so only the rebalance timeout (30 s) removes it.
         let (second, mut second_answer) = first_join(&mut groups, at);
@@ -1546,8 +1546,8 @@ mod tests {
         let (first, _) = first_join(&mut groups, start);
         let (second, _) = first_join(&mut groups, start);
         let t0 = settle(&mut groups, start);
-        let _ = waiting(groups.sync(&sync_request(&second, 1), t0));
-        let _ = waiting(groups.sync(&sync_request(&first, 1), t0));
+        drop(waiting(groups.sync(&sync_request(&second, 1), t0)));
+        drop(waiting(groups.sync(&sync_request(&first, 1), t0)));
         assert_eq!(groups.get("g").map(Group::state), Some(GroupState::Stable));
         // Only the first heartbeats; the second's 10 s session runs out.
         for second_offset in 1..=9 {
@@ -1671,7 +1671,7 @@ mod tests {
             Err(ResponseError::RebalanceInProgress),
             "CompletingRebalance"
         );
-        let _ = waiting(groups.sync(&sync_request(&first, 1), start));
+        drop(waiting(groups.sync(&sync_request(&first, 1), start)));
         assert_eq!(groups.validate_commit("g", 1, &first, None, start), Ok(()));
         assert_eq!(
             groups.validate_commit("g", 0, &first, None, start),
@@ -1839,7 +1839,7 @@ mod tests {
         let old_id = follower_answer.try_recv().expect("joined").member_id;
         let mut sync = sync_request(&leader_id, 1);
         sync.assignments = vec![(old_id.clone(), Bytes::from_static(b"mine"))];
-        let _ = waiting(groups.sync(&sync, start));
+        drop(waiting(groups.sync(&sync, start)));
         // The static follower restarts: same generation, same assignment, no rebalance.
         let answer = now_answer(groups.join(&static_join(""), start));
         assert_eq!(answer.error, None);
