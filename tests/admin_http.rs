@@ -10,15 +10,16 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail, ensure};
-use rdkafka::consumer::Consumer;
+use rdkafka::Offset;
 use rdkafka::message::{Headers, Message};
-use rdkafka::{Offset, TopicPartitionList};
 use serde_json::{Value, json};
 use weir_tests::broker::BrokerProcess;
 
 #[path = "support/rdkafka_clients.rs"]
 mod rdkafka_clients;
-use rdkafka_clients::{TIMEOUT, admin_options, assigned_consumer, describe_topic_configs, runtime};
+use rdkafka_clients::{
+    TIMEOUT, admin_options, assigned_consumer, describe_topic_configs, read_partition, runtime,
+};
 
 /// The built-in partitioner's component: a valid partitioner plugin to install under other names.
 const PARTITIONER: &[u8] = weir::policy::defaults::PARTITIONER;
@@ -387,39 +388,28 @@ fn consume_partition(
     count: usize,
 ) -> anyhow::Result<Vec<ReadBack>> {
     let consumer = assigned_consumer(broker, &[])?;
-    let mut assignment = TopicPartitionList::new();
-    assignment.add_partition_offset(topic, partition, Offset::Beginning)?;
-    consumer.assign(&assignment)?;
-    let deadline = Instant::now() + TIMEOUT;
-    let mut consumed = Vec::new();
     let text = |bytes: Option<&[u8]>| bytes.map(|b| String::from_utf8_lossy(b).into_owned());
-    while consumed.len() < count {
-        let left = deadline.saturating_duration_since(Instant::now());
-        ensure!(
-            !left.is_zero(),
-            "only {} of {count} records of {topic}-{partition} arrived",
-            consumed.len()
-        );
-        match consumer.poll(left.min(Duration::from_millis(500))) {
-            None => {}
-            Some(Err(error)) => bail!("consumer error: {error}"),
-            Some(Ok(message)) => consumed.push((
-                message.offset(),
-                text(message.key()),
-                text(message.payload()),
-                message
-                    .headers()
-                    .map(|headers| {
-                        headers
-                            .iter()
-                            .map(|h| (h.key.to_string(), text(h.value).unwrap_or_default()))
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-            )),
-        }
-    }
-    Ok(consumed)
+    Ok(
+        read_partition(&consumer, topic, partition, Offset::Beginning, count)?
+            .iter()
+            .map(|message| {
+                (
+                    message.offset(),
+                    text(message.key()),
+                    text(message.payload()),
+                    message
+                        .headers()
+                        .map(|headers| {
+                            headers
+                                .iter()
+                                .map(|h| (h.key.to_string(), text(h.value).unwrap_or_default()))
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                )
+            })
+            .collect(),
+    )
 }
 
 #[test]

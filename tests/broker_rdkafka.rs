@@ -24,7 +24,7 @@ use weir_tests::broker::BrokerProcess;
 mod rdkafka_clients;
 use rdkafka_clients::{
     TIMEOUT, admin_options, assigned_consumer, block_on, client_config, describe_topic_configs,
-    runtime,
+    read_partition, runtime,
 };
 use weir_tests::{XorShift64, batch_positions, partition_dir, segment_file};
 
@@ -161,43 +161,28 @@ fn consume(
     from: Offset,
     count: usize,
 ) -> anyhow::Result<Vec<Consumed>> {
-    let mut assignment = TopicPartitionList::new();
-    assignment.add_partition_offset(topic, 0, from)?;
-    consumer.assign(&assignment)?;
-    let deadline = Instant::now() + TIMEOUT;
-    let mut consumed = Vec::with_capacity(count);
-    while consumed.len() < count {
-        let left = deadline.saturating_duration_since(Instant::now());
-        ensure!(
-            !left.is_zero(),
-            "only {} of {count} records arrived within {TIMEOUT:?}",
-            consumed.len()
-        );
-        match consumer.poll(left.min(Duration::from_millis(500))) {
-            None => {}
-            Some(Err(error)) => bail!("consumer error after {} records: {error}", consumed.len()),
-            Some(Ok(message)) => consumed.push(Consumed {
-                offset: message.offset(),
-                record: TestRecord {
-                    key: message.key().map(<[u8]>::to_vec),
-                    value: message.payload().map(<[u8]>::to_vec),
-                    headers: message
-                        .headers()
-                        .map(|headers| {
-                            headers
-                                .iter()
-                                .map(|header| {
-                                    (header.key.to_string(), header.value.map(<[u8]>::to_vec))
-                                })
-                                .collect()
-                        })
-                        .unwrap_or_default(),
-                    timestamp: message.timestamp().to_millis(),
-                },
-            }),
-        }
-    }
-    Ok(consumed)
+    Ok(read_partition(consumer, topic, 0, from, count)?
+        .iter()
+        .map(|message| Consumed {
+            offset: message.offset(),
+            record: TestRecord {
+                key: message.key().map(<[u8]>::to_vec),
+                value: message.payload().map(<[u8]>::to_vec),
+                headers: message
+                    .headers()
+                    .map(|headers| {
+                        headers
+                            .iter()
+                            .map(|header| {
+                                (header.key.to_string(), header.value.map(<[u8]>::to_vec))
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                timestamp: message.timestamp().to_millis(),
+            },
+        })
+        .collect())
 }
 
 /// Checks `consumed` is `expected` stored at offsets 0, 1, 2, ... (timestamps only where the

@@ -3,15 +3,13 @@
 //! exit status 0 and the clean-shutdown marker) and after a SIGKILL (recovery), and an idempotent
 //! producer that lived through the restart goes on producing without duplicates or gaps.
 
-use std::time::{Duration, Instant};
-
-use anyhow::{Context, anyhow, bail, ensure};
+use anyhow::{Context, anyhow, ensure};
+use rdkafka::Offset;
 use rdkafka::admin::{AdminClient, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
-use rdkafka::{Offset, TopicPartitionList};
 use weir_tests::broker::BrokerProcess;
 
 #[path = "support/rdkafka_clients.rs"]
@@ -100,28 +98,17 @@ fn produce(
         .collect()
 }
 
-/// Reads `partition` from the beginning until `count` records arrived (or the deadline).
+/// Reads `count` records of `partition` from the beginning (all within the deadline).
 fn consume(
     broker: &BrokerProcess,
     partition: i32,
     count: usize,
 ) -> anyhow::Result<Vec<(i64, Record)>> {
     let consumer: BaseConsumer = rdkafka_clients::assigned_consumer(broker, &[])?;
-    let mut assignment = TopicPartitionList::new();
-    assignment.add_partition_offset(TOPIC, partition, Offset::Beginning)?;
-    consumer.assign(&assignment)?;
-    let deadline = Instant::now() + TIMEOUT;
-    let mut consumed = Vec::with_capacity(count);
-    while consumed.len() < count {
-        ensure!(
-            Instant::now() < deadline,
-            "partition {partition}: {} of {count} records arrived within {TIMEOUT:?}",
-            consumed.len()
-        );
-        match consumer.poll(Duration::from_millis(200)) {
-            None => {}
-            Some(Err(error)) => bail!("consumer error: {error}"),
-            Some(Ok(message)) => {
+    let consumed: Vec<(i64, Record)> =
+        rdkafka_clients::read_partition(&consumer, TOPIC, partition, Offset::Beginning, count)?
+            .iter()
+            .map(|message| {
                 let headers = message
                     .headers()
                     .map(|headers| {
@@ -136,17 +123,16 @@ fn consume(
                             .collect()
                     })
                     .unwrap_or_default();
-                consumed.push((
+                (
                     message.offset(),
                     (
                         message.key().map(<[u8]>::to_vec),
                         message.payload().map(<[u8]>::to_vec),
                         headers,
                     ),
-                ));
-            }
-        }
-    }
+                )
+            })
+            .collect();
     // Nothing beyond what was acknowledged: the high watermark is exactly `count`.
     let (low, high) = consumer.fetch_watermarks(TOPIC, partition, TIMEOUT)?;
     ensure!(

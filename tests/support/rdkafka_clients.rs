@@ -107,3 +107,37 @@ pub fn assigned_consumer(
         .create()
         .map_err(|error| anyhow!("creating the consumer: {error}"))
 }
+
+/// Assigns `consumer` to `topic`'s `partition` from `from` and reads exactly `count` records,
+/// failing on a consumer error or when they have not all arrived within [`TIMEOUT`].
+pub fn read_partition(
+    consumer: &rdkafka::consumer::BaseConsumer,
+    topic: &str,
+    partition: i32,
+    from: rdkafka::Offset,
+    count: usize,
+) -> anyhow::Result<Vec<rdkafka::message::OwnedMessage>> {
+    use rdkafka::consumer::Consumer;
+    let mut assignment = rdkafka::TopicPartitionList::new();
+    assignment.add_partition_offset(topic, partition, from)?;
+    consumer.assign(&assignment)?;
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    let mut consumed = Vec::with_capacity(count);
+    while consumed.len() < count {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        anyhow::ensure!(
+            !left.is_zero(),
+            "only {} of {count} records of {topic}-{partition} arrived within {TIMEOUT:?}",
+            consumed.len()
+        );
+        match consumer.poll(left.min(Duration::from_millis(500))) {
+            None => {}
+            Some(Err(error)) => anyhow::bail!(
+                "consumer error after {} records of {topic}-{partition}: {error}",
+                consumed.len()
+            ),
+            Some(Ok(message)) => consumed.push(message.detach()),
+        }
+    }
+    Ok(consumed)
+}
