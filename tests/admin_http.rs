@@ -9,7 +9,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, anyhow, bail, ensure};
+use anyhow::{Context, anyhow, ensure};
 use rdkafka::Offset;
 use rdkafka::message::{Headers, Message};
 use serde_json::{Value, json};
@@ -705,31 +705,6 @@ fn plugin_dir_installs_and_activates_what_appears_there() -> anyhow::Result<()> 
     })
 }
 
-/// Runs the `weir` CLI with `stdin`, waiting at most [`TIMEOUT`] for it to exit.
-fn weir_cli(args: &[&str], stdin: &str) -> anyhow::Result<std::process::Output> {
-    use std::process::{Command, Stdio};
-    let mut child = Command::new(weir_tests::broker::weir_binary())
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    child
-        .stdin
-        .take()
-        .context("the CLI's stdin")?
-        .write_all(stdin.as_bytes())?;
-    let deadline = Instant::now() + TIMEOUT;
-    while child.try_wait()?.is_none() {
-        if Instant::now() >= deadline {
-            child.kill()?;
-            bail!("`weir {}` did not exit within {TIMEOUT:?}", args.join(" "));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Ok(child.wait_with_output()?)
-}
-
 /// The key-prefix example partitioner ("eu:" keys to partition 0, "us:" keys to 1).
 fn key_prefix_partitioner() -> &'static [u8] {
     static COMPONENTS: weir_tests::plugins::Components =
@@ -746,7 +721,7 @@ fn weir_produce_places_records_with_the_topics_partitioner_plugin() -> anyhow::R
         let admin = Admin::of(broker)?;
         let bootstrap = broker.bootstrap();
         let admin_url = broker.admin_url();
-        let created = weir_cli(
+        let created = weir_tests::broker::run_weir(
             &[
                 "topics",
                 "--bootstrap-server",
@@ -794,7 +769,7 @@ fn weir_produce_places_records_with_the_topics_partitioner_plugin() -> anyhow::R
             .expect_error(404, "no plugin named")?;
 
         let produce = |admin_url: &str| {
-            weir_cli(
+            weir_tests::broker::run_weir(
                 &[
                     "produce",
                     "--bootstrap-server",

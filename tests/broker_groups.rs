@@ -17,7 +17,7 @@ use rdkafka::admin::{AdminClient, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use weir_tests::broker::{BrokerProcess, weir_binary};
+use weir_tests::broker::{BrokerProcess, run_weir};
 use weir_tests::clients::{client_scripts_dir, node_with_kafkajs, python_with_clients, run};
 
 #[allow(dead_code)]
@@ -492,11 +492,7 @@ fn a_member_killed_without_leaving_is_removed_after_its_session_timeout() -> any
 }
 
 fn weir(args: &[&str]) -> anyhow::Result<(String, String)> {
-    let output = Command::new(weir_binary())
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .context("running weir")?;
+    let output = run_weir(args, "")?;
     let stdout = String::from_utf8(output.stdout)?;
     let stderr = String::from_utf8(output.stderr)?;
     if !output.status.success() {

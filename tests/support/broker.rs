@@ -13,6 +13,8 @@ use anyhow::{Context, anyhow, bail};
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a SIGTERMed broker gets to finish and exit.
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long one run of the `weir` CLI may take.
+const CLI_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The `weir` binary next to this test binary (`target/<profile>/weir`). `cargo test --workspace`
 /// builds it because the `weir` package has integration tests of its own.
@@ -29,6 +31,53 @@ pub fn weir_binary() -> PathBuf {
         binary.display()
     );
     binary
+}
+
+/// Runs the `weir` CLI with `stdin` to completion (killed after [`CLI_TIMEOUT`]), returning its
+/// exit status and output. The output goes to files, not pipes, so a chatty command can never
+/// block on a full pipe while this side waits for it to exit.
+pub fn run_weir(args: &[&str], stdin: &str) -> anyhow::Result<std::process::Output> {
+    use std::io::{Read, Seek, Write};
+    let mut stdout = tempfile::tempfile()?;
+    let mut stderr = tempfile::tempfile()?;
+    let mut child = Command::new(weir_binary())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(stdout.try_clone()?)
+        .stderr(stderr.try_clone()?)
+        .spawn()
+        .context("running weir")?;
+    child
+        .stdin
+        .take()
+        .context("the CLI's stdin")?
+        .write_all(stdin.as_bytes())?;
+    let deadline = Instant::now() + CLI_TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!(
+                "`weir {}` did not exit within {CLI_TIMEOUT:?}",
+                args.join(" ")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let read = |file: &mut std::fs::File| -> anyhow::Result<Vec<u8>> {
+        let mut bytes = Vec::new();
+        file.rewind()?;
+        file.read_to_end(&mut bytes)?;
+        Ok(bytes)
+    };
+    Ok(std::process::Output {
+        status,
+        stdout: read(&mut stdout)?,
+        stderr: read(&mut stderr)?,
+    })
 }
 
 /// A port nobody listens on right now.
