@@ -20,8 +20,12 @@ use crate::clock::thread_cpu_time_ns;
 pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 
 /// A call may also never hold its thread longer than this many times its CPU budget in wall
-/// time (counted from its first tick), even when it is preempted rather than running.
+/// time (counted from its first tick), even when it is preempted rather than running...
 const WALL_CAP_FACTOR: u32 = 50;
+/// ...but never less than this: a healthy call on a thread starved by load (or by the
+/// hypervisor) must not be killed, and a starved thread is not freed sooner by killing its
+/// call anyway. A runaway call is stopped by its CPU budget long before this.
+const WALL_CAP_MIN: Duration = Duration::from_secs(1);
 
 /// Log lines a plugin may write per second before the rest are dropped.
 const LOG_LINES_PER_SECOND: u32 = 100;
@@ -116,7 +120,7 @@ impl StoreState {
             return Err(wasmtime::Error::new(DeadlineExceeded("CPU budget")));
         }
         // Wall time, preemption included (ticks missed while descheduled arrive as one callback).
-        if wall_start.elapsed() >= self.limits.cpu_budget * WALL_CAP_FACTOR {
+        if wall_start.elapsed() >= (self.limits.cpu_budget * WALL_CAP_FACTOR).max(WALL_CAP_MIN) {
             return Err(wasmtime::Error::new(DeadlineExceeded("wall-clock cap")));
         }
         Ok(UpdateDeadline::Continue(1))
