@@ -47,8 +47,9 @@ pub fn partitions(answer: &[u32], records: usize, partition_count: u32) -> Resul
     if answer.len() != records {
         return Err(format!("{} partitions for {records} records", answer.len()));
     }
-    // The largest answer decides, in one pass the compiler vectorises (this runs on every
-    // batch of keys); only a bad batch is walked again for the message.
+    // One pass without an early exit, which the compiler vectorises (this runs on every batch
+    // of keys), says whether any answer is out of range; only a bad batch is walked again for
+    // the message.
     if !answer.iter().fold(false, |out_of_range, &p| {
         out_of_range | (p >= partition_count)
     }) {
