@@ -548,4 +548,42 @@ mod tests {
         let (_, groups) = OffsetLog::open(dir.path()).expect("third open");
         assert_eq!(groups["g"].offsets.len(), 2);
     }
+
+    /// A failed append whose bytes cannot be cut off (here: a descriptor that can neither write
+    /// nor truncate) stops appends until a rewrite, and the rewrite puts appends back on a whole
+    /// file that holds every offset the coordinator knows.
+    #[test]
+    fn an_append_that_cannot_be_cut_off_holds_appends_until_a_rewrite() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut log, mut groups) = OffsetLog::open(dir.path()).expect("open");
+        let first = commit("g", "t", 0, 10);
+        log.append(&first).expect("append");
+        first.apply(&mut groups);
+
+        let path = dir.path().join(OFFSETS_FILE);
+        log.file = File::open(&path).expect("a read-only descriptor");
+        assert!(log.append(&commit("g", "t", 0, 11)).is_err());
+        assert!(log.is_torn() && log.wants_rewrite());
+        let refused = log.append(&commit("g", "t", 1, 5));
+        assert!(
+            refused.is_err_and(|error| error.to_string().contains("torn record")),
+            "appends wait for the rewrite"
+        );
+
+        // The coordinator's own view (what it answered as committed) is what gets written.
+        let second = commit("g", "t", 1, 5);
+        second.apply(&mut groups);
+        log.rewrite(&groups).expect("rewrite");
+        assert!(!log.is_torn());
+        log.append(&commit("g", "t", 0, 12))
+            .expect("append after the rewrite");
+        drop(log);
+
+        let bytes = std::fs::read(&path).expect("read");
+        let (reopened, valid) = replay(&bytes);
+        assert_eq!(valid, bytes.len(), "no torn bytes left in the file");
+        let offsets = &reopened["g"].offsets;
+        assert_eq!(offsets[&("t".to_string(), 0)].offset, 12);
+        assert_eq!(offsets[&("t".to_string(), 1)].offset, 5);
+    }
 }
