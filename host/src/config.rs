@@ -160,6 +160,11 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "longest session.timeout.ms a group member may ask for",
     ),
     (
+        "group.max.size",
+        "2147483647",
+        "most members a consumer group may have; a join beyond it gets GROUP_MAX_SIZE_REACHED",
+    ),
+    (
         "offset.metadata.max.bytes",
         "4096",
         "longest metadata string an offset commit may carry",
@@ -408,6 +413,7 @@ impl BrokerConfig {
                     initial_rebalance_delay: ms("group.initial.rebalance.delay.ms")?,
                     min_session_timeout: ms("group.min.session.timeout.ms")?,
                     max_session_timeout: ms("group.max.session.timeout.ms")?,
+                    max_size: number::<u32>("group.max.size", &get("group.max.size"))? as usize,
                     offset_metadata_max_bytes: number(
                         "offset.metadata.max.bytes",
                         &get("offset.metadata.max.bytes"),
@@ -423,6 +429,9 @@ impl BrokerConfig {
                         "offsets.retention.check.interval.ms",
                     )?,
                 };
+                if group.max_size == 0 {
+                    return Err(invalid("group.max.size", "must be at least 1".to_string()));
+                }
                 if group.min_session_timeout > group.max_session_timeout {
                     return Err(invalid(
                         "group.min.session.timeout.ms",
@@ -575,5 +584,10 @@ mod tests {
             BrokerConfig::load(None, &["listeners=SSL://h:1".to_string()]).expect_err("protocol");
         assert!(error.to_string().contains("PLAINTEXT"), "{error}");
         assert!(BrokerConfig::load(None, &["novalue".to_string()]).is_err());
+        let error = BrokerConfig::load(None, &["group.max.size=0".to_string()])
+            .expect_err("an empty group limit");
+        assert!(error.to_string().contains("group.max.size"), "{error}");
+        let config = BrokerConfig::load(None, &["group.max.size=3".to_string()]).expect("3");
+        assert_eq!(config.group.max_size, 3);
     }
 }

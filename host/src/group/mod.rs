@@ -53,6 +53,8 @@ pub struct GroupConfig {
     /// a JoinGroup may ask for.
     pub min_session_timeout: Duration,
     pub max_session_timeout: Duration,
+    /// `group.max.size`: the most members a group may have.
+    pub max_size: usize,
     /// `offset.metadata.max.bytes`: the longest metadata string a commit may carry.
     pub offset_metadata_max_bytes: usize,
     /// `offsets.retention.minutes`: how long a consumer group's offsets outlive its last
@@ -68,6 +70,7 @@ impl Default for GroupConfig {
             initial_rebalance_delay: Duration::from_millis(3000),
             min_session_timeout: Duration::from_millis(6000),
             max_session_timeout: Duration::from_millis(1_800_000),
+            max_size: i32::MAX as usize,
             offset_metadata_max_bytes: 4096,
             offsets_retention: Duration::from_secs(7 * 24 * 3600),
             offsets_retention_check_interval: Duration::from_millis(600_000),

@@ -437,6 +437,29 @@ impl Group {
         self.empty_since_ms = None;
     }
 
+    /// Whether `group.max.size` leaves room for this member's JoinGroup (Kafka's
+    /// `acceptJoiningMember`). While rebalancing, the members already rejoined count, not the
+    /// group's size: after a lowered `group.max.size`, the last members to rejoin are the ones
+    /// turned away.
+    fn accepts_joining_member(&self, member_id: &str, max_size: usize) -> bool {
+        let member = self.member(member_id);
+        match self.state {
+            GroupState::Empty | GroupState::Dead => true,
+            GroupState::PreparingRebalance => {
+                member.is_some_and(|member| member.awaiting_join.is_some())
+                    || self
+                        .members
+                        .iter()
+                        .filter(|member| member.awaiting_join.is_some())
+                        .count()
+                        < max_size
+            }
+            GroupState::CompletingRebalance | GroupState::Stable => {
+                member.is_some() || self.members.len() < max_size
+            }
+        }
+    }
+
     /// Completes the join phase now if every known member has rejoined and no member told
     /// MEMBER_ID_REQUIRED is still on its way (never during the initial delay, which runs out).
     fn try_complete_join(&mut self, now: Instant) {
@@ -873,6 +896,14 @@ impl Groups {
         let config = self.config.clone();
         let group = self.get_or_create(&request.group_id);
         group.advance(&config, now);
+        if !group.accepts_joining_member(&request.member_id, config.max_size) {
+            // As Kafka: the member turned away is forgotten (a pending one too), so it cannot
+            // hold up the join phase; its client gets GROUP_MAX_SIZE_REACHED.
+            group.pending_members.remove(&request.member_id);
+            group.remove_member_only(&request.member_id);
+            group.advance(&config, now);
+            return Reply::Now(JoinResponse::error(ResponseError::GroupMaxSizeReached, ""));
+        }
         let reply = if request.member_id.is_empty() {
             new_member_join(group, &config, request, now)
         } else {
@@ -1855,5 +1886,44 @@ mod tests {
             groups.heartbeat("g", 1, &old_id, Some("instance-1"), start),
             Some(ResponseError::FencedInstanceId)
         );
+    }
+
+    /// `group.max.size` (Kafka's acceptJoiningMember): while rebalancing, joins beyond the
+    /// members already rejoined are turned away, afterwards joins beyond the group's size; a
+    /// member already in the group always gets back in, and a leave makes room.
+    #[test]
+    fn joins_beyond_group_max_size_are_turned_away() {
+        let mut groups = Groups::new(GroupConfig {
+            max_size: 2,
+            ..config(100)
+        });
+        let start = Instant::now();
+        let (first, _) = first_join(&mut groups, start);
+        let (second, _) = first_join(&mut groups, start);
+        let full = now_answer(groups.join(&join_request(""), start));
+        assert_eq!(full.error, Some(ResponseError::GroupMaxSizeReached));
+        assert_eq!(full.member_id, "", "no member id for a member turned away");
+
+        let start = settle(&mut groups, start);
+        assert_eq!(
+            groups.get("g").map(Group::state),
+            Some(GroupState::CompletingRebalance)
+        );
+        assert_eq!(groups.get("g").map(|group| group.members.len()), Some(2));
+        let full = now_answer(groups.join(&join_request(""), start));
+        assert_eq!(full.error, Some(ResponseError::GroupMaxSizeReached));
+        let rejoined = now_answer(groups.join(&join_request(&first), start));
+        assert_eq!(
+            rejoined.error, None,
+            "a member of a full group gets back in"
+        );
+
+        let leaving = LeavingMember {
+            member_id: second.clone(),
+            group_instance_id: None,
+        };
+        assert_eq!(groups.leave("g", &[leaving], start), vec![None]);
+        let room = now_answer(groups.join(&join_request(""), start));
+        assert_eq!(room.error, Some(ResponseError::MemberIdRequired));
     }
 }
