@@ -16,6 +16,7 @@ use rdkafka::Message;
 use rdkafka::admin::{AdminClient, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use weir_tests::broker::{BrokerProcess, run_weir};
 use weir_tests::clients::{client_scripts_dir, node_with_kafkajs, python_with_clients, run};
@@ -405,6 +406,63 @@ fn a_static_member_is_replaced_by_its_successor_at_once() -> anyhow::Result<()> 
         broker.log().contains("static member replaced"),
         "no replacement in the broker log:\n{}",
         broker.log()
+    );
+    Ok(())
+}
+
+/// `group.max.size=1`: a second librdkafka member of a full group is told
+/// GROUP_MAX_SIZE_REACHED (a consumer error from poll), and the first keeps both partitions.
+#[test]
+fn a_join_beyond_group_max_size_gets_group_max_size_reached() -> anyhow::Result<()> {
+    let config: Vec<&str> = BROKER_CONFIG
+        .iter()
+        .copied()
+        .chain(["group.max.size=1"])
+        .collect();
+    let broker = BrokerProcess::start(&config)?;
+    let topic = "capped";
+    create_topic(&broker, topic, 2)?;
+    let first = group_consumer(&broker.bootstrap(), "capped-group")?;
+    first.subscribe(&[topic])?;
+    poll_until(
+        &[&first],
+        REBALANCE_TIMEOUT,
+        "the first member's assignment",
+        |_, _| {},
+        || Ok(assigned(&first, topic)?.len() == 2),
+    )
+    .with_context(|| broker.log())?;
+
+    let second = group_consumer(&broker.bootstrap(), "capped-group")?;
+    second.subscribe(&[topic])?;
+    let deadline = Instant::now() + REBALANCE_TIMEOUT;
+    loop {
+        ensure!(
+            Instant::now() < deadline,
+            "the second member was never told the group is full\n{}",
+            broker.log()
+        );
+        // The first member keeps polling, so it stays in the group meanwhile.
+        if let Some(Err(error)) = first.poll(Duration::from_millis(50)) {
+            bail!("the first member: {error}");
+        }
+        match second.poll(Duration::from_millis(50)) {
+            Some(Err(error))
+                if error.rdkafka_error_code() == Some(RDKafkaErrorCode::GroupMaxSizeReached) =>
+            {
+                break;
+            }
+            Some(Err(error)) => bail!("the second member: {error}"),
+            _ => {}
+        }
+    }
+    ensure!(
+        assigned(&first, topic)?.len() == 2,
+        "the first member lost partitions"
+    );
+    ensure!(
+        assigned(&second, topic)?.is_empty(),
+        "the second member got partitions"
     );
     Ok(())
 }
