@@ -169,6 +169,16 @@ fn poll_until(
     }
 }
 
+/// Polls `consumers` (which serves their rebalances; records are ignored) until `done` holds,
+/// within [`REBALANCE_TIMEOUT`].
+fn await_rebalance(
+    consumers: &[&BaseConsumer],
+    what: &str,
+    done: impl FnMut() -> anyhow::Result<bool>,
+) -> anyhow::Result<()> {
+    poll_until(consumers, REBALANCE_TIMEOUT, what, |_, _| {}, done)
+}
+
 /// Two members split a 4-partition topic 2/2; when one leaves, the other gets all four at
 /// once (not after a session timeout). `strategy` is librdkafka's
 /// `partition.assignment.strategy`: the broker only relays what the leader assigns, so the
@@ -189,22 +199,16 @@ fn split_and_hand_over(strategy: &str) -> anyhow::Result<()> {
 
     let first = member()?;
     first.subscribe(&[topic])?;
-    poll_until(
-        &[&first],
-        REBALANCE_TIMEOUT,
-        "the first consumer gets every partition",
-        |_, _| {},
-        || Ok(assigned(&first, topic)? == all),
-    )
+    await_rebalance(&[&first], "the first consumer gets every partition", || {
+        Ok(assigned(&first, topic)? == all)
+    })
     .with_context(|| broker.log())?;
 
     let second = member()?;
     second.subscribe(&[topic])?;
-    poll_until(
+    await_rebalance(
         &[&first, &second],
-        REBALANCE_TIMEOUT,
         "two consumers split the four partitions",
-        |_, _| {},
         || {
             let (a, b) = (assigned(&first, topic)?, assigned(&second, topic)?);
             Ok(
@@ -240,13 +244,9 @@ fn split_and_hand_over(strategy: &str) -> anyhow::Result<()> {
     // Dropping a librdkafka consumer closes it: LeaveGroup, so no session timeout to wait for.
     let left = Instant::now();
     drop(second);
-    poll_until(
-        &[&first],
-        REBALANCE_TIMEOUT,
-        "the survivor gets every partition",
-        |_, _| {},
-        || Ok(assigned(&first, topic)? == all),
-    )
+    await_rebalance(&[&first], "the survivor gets every partition", || {
+        Ok(assigned(&first, topic)? == all)
+    })
     .with_context(|| broker.log())?;
     ensure!(
         left.elapsed() < Duration::from_millis(SESSION_TIMEOUT_MS),
@@ -424,13 +424,9 @@ fn a_join_beyond_group_max_size_gets_group_max_size_reached() -> anyhow::Result<
     create_topic(&broker, topic, 2)?;
     let first = group_consumer(&broker.bootstrap(), "capped-group")?;
     first.subscribe(&[topic])?;
-    poll_until(
-        &[&first],
-        REBALANCE_TIMEOUT,
-        "the first member's assignment",
-        |_, _| {},
-        || Ok(assigned(&first, topic)?.len() == 2),
-    )
+    await_rebalance(&[&first], "the first member's assignment", || {
+        Ok(assigned(&first, topic)?.len() == 2)
+    })
     .with_context(|| broker.log())?;
 
     let second = group_consumer(&broker.bootstrap(), "capped-group")?;
@@ -494,11 +490,9 @@ fn a_member_killed_without_leaving_is_removed_after_its_session_timeout() -> any
 
     let survivor = group_consumer(&broker.bootstrap(), "survivors")?;
     survivor.subscribe(&[topic])?;
-    poll_until(
+    await_rebalance(
         &[&survivor],
-        REBALANCE_TIMEOUT,
         "the survivor alone gets every partition",
-        |_, _| {},
         || Ok(assigned(&survivor, topic)? == all),
     )
     .with_context(|| broker.log())?;
@@ -516,11 +510,9 @@ fn a_member_killed_without_leaving_is_removed_after_its_session_timeout() -> any
         .stderr(Stdio::null())
         .spawn()
         .context("starting the child member")?;
-    let split = poll_until(
+    let split = await_rebalance(
         &[&survivor],
-        REBALANCE_TIMEOUT,
         "the child member takes half the partitions",
-        |_, _| {},
         || Ok(assigned(&survivor, topic)?.len() == 2),
     );
     if let Err(error) = split {
@@ -532,11 +524,9 @@ fn a_member_killed_without_leaving_is_removed_after_its_session_timeout() -> any
     child.kill()?;
     child.wait()?;
     let killed = Instant::now();
-    poll_until(
+    await_rebalance(
         &[&survivor],
-        REBALANCE_TIMEOUT,
         "the survivor takes the dead member's partitions",
-        |_, _| {},
         || Ok(assigned(&survivor, topic)? == all),
     )
     .with_context(|| broker.log())?;
