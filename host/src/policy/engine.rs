@@ -49,8 +49,11 @@ pub struct CallLimits {
 pub enum Fault {
     /// The guest trapped (unreachable, panic, out-of-bounds access, stack exhaustion, ...).
     Trap,
-    /// The guest used its CPU budget (or the wall-clock cap).
+    /// The guest used its CPU budget.
     Timeout,
+    /// The call held its thread past the wall-clock cap without using its CPU budget: the
+    /// thread was starved (by load or by the hypervisor) rather than the guest running away.
+    WallClock,
     /// The guest tried to grow memory beyond `policy.memory.max.bytes`.
     Memory,
     /// The guest answered, but not within the contract.
@@ -65,6 +68,7 @@ impl Fault {
         match self {
             Fault::Trap => "trap",
             Fault::Timeout => "timeout",
+            Fault::WallClock => "wall_clock",
             Fault::Memory => "memory",
             Fault::InvalidAnswer => "invalid_answer",
             Fault::Instantiate => "instantiate",
@@ -73,8 +77,12 @@ impl Fault {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("plugin call exceeded its deadline ({0})")]
-struct DeadlineExceeded(&'static str);
+enum DeadlineExceeded {
+    #[error("plugin call exceeded its deadline (CPU budget)")]
+    CpuBudget,
+    #[error("plugin call exceeded its deadline (wall-clock cap)")]
+    WallClockCap,
+}
 
 #[derive(Debug, thiserror::Error)]
 #[error("plugin tried to grow memory to {desired} bytes, above the cap of {max} bytes")]
@@ -85,8 +93,11 @@ struct MemoryCapExceeded {
 
 /// Classifies the error of a failed call.
 pub fn classify(error: &wasmtime::Error) -> Fault {
-    if error.downcast_ref::<DeadlineExceeded>().is_some() {
-        Fault::Timeout
+    if let Some(deadline) = error.downcast_ref::<DeadlineExceeded>() {
+        match deadline {
+            DeadlineExceeded::CpuBudget => Fault::Timeout,
+            DeadlineExceeded::WallClockCap => Fault::WallClock,
+        }
     } else if error.downcast_ref::<MemoryCapExceeded>().is_some() {
         Fault::Memory
     } else {
@@ -120,11 +131,11 @@ impl StoreState {
             .call_first_tick
             .get_or_insert_with(|| (now, Instant::now()));
         if now.saturating_sub(cpu_start) >= self.limits.cpu_budget.as_nanos() as u64 {
-            return Err(wasmtime::Error::new(DeadlineExceeded("CPU budget")));
+            return Err(wasmtime::Error::new(DeadlineExceeded::CpuBudget));
         }
         // Wall time, preemption included (ticks missed while descheduled arrive as one callback).
         if wall_start.elapsed() >= (self.limits.cpu_budget * WALL_CAP_FACTOR).max(WALL_CAP_MIN) {
-            return Err(wasmtime::Error::new(DeadlineExceeded("wall-clock cap")));
+            return Err(wasmtime::Error::new(DeadlineExceeded::WallClockCap));
         }
         Ok(UpdateDeadline::Continue(1))
     }
