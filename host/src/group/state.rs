@@ -896,7 +896,14 @@ impl Groups {
         let config = self.config.clone();
         let group = self.get_or_create(&request.group_id);
         group.advance(&config, now);
-        if !group.accepts_joining_member(&request.member_id, config.max_size) {
+        // A static member coming back replaces itself (KIP-345): it never grows the group.
+        let returning_static_member = request
+            .group_instance_id
+            .as_ref()
+            .is_some_and(|instance| group.static_members.contains_key(instance));
+        if !returning_static_member
+            && !group.accepts_joining_member(&request.member_id, config.max_size)
+        {
             // As Kafka: the member turned away is forgotten (a pending one too), so it cannot
             // hold up the join phase; its client gets GROUP_MAX_SIZE_REACHED.
             group.pending_members.remove(&request.member_id);
@@ -1925,5 +1932,47 @@ mod tests {
         assert_eq!(groups.leave("g", &[leaving], start), vec![None]);
         let room = now_answer(groups.join(&join_request(""), start));
         assert_eq!(room.error, Some(ResponseError::MemberIdRequired));
+    }
+
+    /// A static member of a full group that restarts (no member id, its instance id) takes its
+    /// own place rather than being turned away as a newcomer.
+    #[test]
+    fn a_static_member_of_a_full_group_comes_back() {
+        let mut groups = Groups::new(GroupConfig {
+            max_size: 1,
+            ..config(0)
+        });
+        let start = Instant::now();
+        let static_join = |member_id: &str| JoinRequest {
+            group_instance_id: Some("instance-1".to_string()),
+            ..join_request(member_id)
+        };
+        let joined = groups.join(&static_join(""), start);
+        let first = match joined {
+            Reply::Now(answer) => answer,
+            Reply::Wait(mut parked) => {
+                groups.advance("g", start + Duration::from_millis(10));
+                parked.try_recv().expect("joined")
+            }
+        };
+        assert_eq!(first.error, None);
+        assert_eq!(
+            now_answer(groups.join(&join_request(""), start)).error,
+            Some(ResponseError::GroupMaxSizeReached),
+            "a newcomer is turned away"
+        );
+        let restarted = groups.join(&static_join(""), start);
+        let answer = match restarted {
+            Reply::Now(answer) => answer,
+            Reply::Wait(mut parked) => {
+                groups.advance("g", start + Duration::from_millis(20));
+                parked.try_recv().expect("rejoined")
+            }
+        };
+        assert_ne!(answer.error, Some(ResponseError::GroupMaxSizeReached));
+        assert_ne!(
+            answer.member_id, first.member_id,
+            "a new member id replaces the old"
+        );
     }
 }
