@@ -1895,15 +1895,30 @@ mod tests {
         );
     }
 
+    fn capped(max_size: usize, initial_delay_ms: u64) -> Groups {
+        Groups::new(GroupConfig {
+            max_size,
+            ..config(initial_delay_ms)
+        })
+    }
+
+    /// The answer to a join, given now or once group "g" has advanced to `at`.
+    fn answer_by(groups: &mut Groups, reply: Reply<JoinResponse>, at: Instant) -> JoinResponse {
+        match reply {
+            Reply::Now(answer) => answer,
+            Reply::Wait(mut parked) => {
+                groups.advance("g", at);
+                parked.try_recv().expect("answered once the group advanced")
+            }
+        }
+    }
+
     /// `group.max.size` (Kafka's acceptJoiningMember): while rebalancing, joins beyond the
     /// members already rejoined are turned away, afterwards joins beyond the group's size; a
     /// member already in the group always gets back in, and a leave makes room.
     #[test]
     fn joins_beyond_group_max_size_are_turned_away() {
-        let mut groups = Groups::new(GroupConfig {
-            max_size: 2,
-            ..config(100)
-        });
+        let mut groups = capped(2, 100);
         let start = Instant::now();
         let (first, _) = first_join(&mut groups, start);
         let (second, _) = first_join(&mut groups, start);
@@ -1938,37 +1953,22 @@ mod tests {
     /// own place rather than being turned away as a newcomer.
     #[test]
     fn a_static_member_of_a_full_group_comes_back() {
-        let mut groups = Groups::new(GroupConfig {
-            max_size: 1,
-            ..config(0)
-        });
+        let mut groups = capped(1, 0);
         let start = Instant::now();
         let static_join = |member_id: &str| JoinRequest {
             group_instance_id: Some("instance-1".to_string()),
             ..join_request(member_id)
         };
-        let joined = groups.join(&static_join(""), start);
-        let first = match joined {
-            Reply::Now(answer) => answer,
-            Reply::Wait(mut parked) => {
-                groups.advance("g", start + Duration::from_millis(10));
-                parked.try_recv().expect("joined")
-            }
-        };
+        let reply = groups.join(&static_join(""), start);
+        let first = answer_by(&mut groups, reply, start + Duration::from_millis(10));
         assert_eq!(first.error, None);
         assert_eq!(
             now_answer(groups.join(&join_request(""), start)).error,
             Some(ResponseError::GroupMaxSizeReached),
             "a newcomer is turned away"
         );
-        let restarted = groups.join(&static_join(""), start);
-        let answer = match restarted {
-            Reply::Now(answer) => answer,
-            Reply::Wait(mut parked) => {
-                groups.advance("g", start + Duration::from_millis(20));
-                parked.try_recv().expect("rejoined")
-            }
-        };
+        let reply = groups.join(&static_join(""), start);
+        let answer = answer_by(&mut groups, reply, start + Duration::from_millis(20));
         assert_ne!(answer.error, Some(ResponseError::GroupMaxSizeReached));
         assert_ne!(
             answer.member_id, first.member_id,
