@@ -437,12 +437,19 @@ impl Group {
         self.empty_since_ms = None;
     }
 
-    /// Whether `group.max.size` leaves room for this member's JoinGroup (Kafka's
-    /// `acceptJoiningMember`). While rebalancing, the members already rejoined count, not the
-    /// group's size: after a lowered `group.max.size`, the last members to rejoin are the ones
-    /// turned away.
-    fn accepts_joining_member(&self, member_id: &str, max_size: usize) -> bool {
-        let member = self.member(member_id);
+    /// Whether `group.max.size` leaves room for this JoinGroup (Kafka's `acceptJoiningMember`).
+    /// While rebalancing, the members already rejoined count, not the group's size: after a
+    /// lowered `group.max.size`, the last members to rejoin are the ones turned away.
+    fn accepts_joining_member(&self, request: &JoinRequest, max_size: usize) -> bool {
+        // A static member coming back replaces itself (KIP-345): it never grows the group.
+        if request
+            .group_instance_id
+            .as_ref()
+            .is_some_and(|instance| self.static_members.contains_key(instance))
+        {
+            return true;
+        }
+        let member = self.member(&request.member_id);
         match self.state {
             GroupState::Empty | GroupState::Dead => true,
             GroupState::PreparingRebalance => {
@@ -896,14 +903,7 @@ impl Groups {
         let config = self.config.clone();
         let group = self.get_or_create(&request.group_id);
         group.advance(&config, now);
-        // A static member coming back replaces itself (KIP-345): it never grows the group.
-        let returning_static_member = request
-            .group_instance_id
-            .as_ref()
-            .is_some_and(|instance| group.static_members.contains_key(instance));
-        if !returning_static_member
-            && !group.accepts_joining_member(&request.member_id, config.max_size)
-        {
+        if !group.accepts_joining_member(request, config.max_size) {
             // As Kafka: the member turned away is forgotten (a pending one too), so it cannot
             // hold up the join phase; its client gets GROUP_MAX_SIZE_REACHED.
             group.pending_members.remove(&request.member_id);
