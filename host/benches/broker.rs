@@ -10,6 +10,12 @@
 //!   records with acks=1 on 1 partition) against both, and the broker's CPU time per record
 //!   (utime + stime from `/proc/<pid>/stat`) against the targets: < 0.5 µs for 1 KiB, < 0.05 µs
 //!   for 100 B;
+//! - the kernel floor under that CPU figure, measured right before each producer run: the CPU a
+//!   thread spends only receiving 1 GiB from loopback TCP into 1 MiB requests and appending each
+//!   to a file, per KiB, times the bytes the run put on the loopback interface per record. The
+//!   broker cannot use less than its kernel's cost of moving the bytes in and onto the page cache,
+//!   so broker / floor is what the broker itself adds (and a target below the floor cannot be met
+//!   on that machine by any broker that reads sockets and writes through the page cache);
 //! - consumer throughput over the first producer run's topic (1 KiB records, one partition, read
 //!   from offset 0 while page-cache warm), against loopback TCP;
 //! - end-to-end latency at 1000 records/s (linger.ms=0, acks=1): p50/p99/p999, target p99 < 1 ms,
@@ -297,6 +303,19 @@ fn process_cpu_split(path: &str, tick: f64) -> anyhow::Result<(Duration, Duratio
     Ok((duration(ticks(11)?), duration(ticks(12)?)))
 }
 
+/// Bytes the loopback interface has carried since boot (`lo` in `/proc/net/dev`). During a
+/// producer run that is the client's requests to the broker (the responses are a few bytes each),
+/// framing and record overhead included: what the broker received.
+fn loopback_bytes() -> anyhow::Result<u64> {
+    let dev = std::fs::read_to_string("/proc/net/dev").context("reading /proc/net/dev")?;
+    dev.lines()
+        .find_map(|line| line.trim_start().strip_prefix("lo:"))
+        .and_then(|counters| counters.split_whitespace().next())
+        .ok_or_else(|| anyhow!("no loopback interface in /proc/net/dev"))?
+        .parse()
+        .context("parsing the loopback interface's received bytes")
+}
+
 /// CPU time the hypervisor has taken from this machine's vCPUs since boot (the `steal` column of
 /// `/proc/stat`, all CPUs), if the kernel reports it.
 fn machine_steal(tick: f64) -> Option<Duration> {
@@ -325,21 +344,19 @@ fn clock_tick() -> f64 {
     }
 }
 
-/// Loopback TCP throughput in MB/s: one thread reads what the other writes in
-/// [`TCP_WRITE_BYTES`] writes, timed until the reader has seen the last byte.
-fn loopback_tcp(bytes: usize) -> anyhow::Result<f64> {
+/// Sends `bytes` over loopback TCP in [`TCP_WRITE_BYTES`] writes to a thread running `receive`
+/// on the accepted stream, and returns the bytes sent (`bytes` rounded up to whole writes), the time
+/// until `receive` has seen the last one, and what `receive` returns. `receive` reads until end of
+/// stream and says how many bytes it got.
+fn over_loopback<R: Send + 'static>(
+    bytes: usize,
+    receive: impl FnOnce(TcpStream) -> anyhow::Result<(usize, R)> + Send + 'static,
+) -> anyhow::Result<(usize, Duration, R)> {
     let listener = TcpListener::bind("127.0.0.1:0").context("binding the reference listener")?;
     let address = listener.local_addr()?;
-    let reader = std::thread::spawn(move || -> anyhow::Result<usize> {
-        let (mut stream, _) = listener.accept()?;
-        let mut buffer = vec![0u8; TCP_WRITE_BYTES];
-        let mut total = 0;
-        loop {
-            match stream.read(&mut buffer)? {
-                0 => return Ok(total),
-                read => total += read,
-            }
-        }
+    let reader = std::thread::spawn(move || -> anyhow::Result<(usize, R)> {
+        let (stream, _) = listener.accept()?;
+        receive(stream)
     });
     let mut writer = TcpStream::connect(address).context("connecting to the reference listener")?;
     let chunk = vec![0x5au8; TCP_WRITE_BYTES];
@@ -351,12 +368,65 @@ fn loopback_tcp(bytes: usize) -> anyhow::Result<f64> {
     }
     // Closing the write side is the reader's end-of-stream.
     writer.shutdown(std::net::Shutdown::Write)?;
-    let received = reader
+    let (received, outcome) = reader
         .join()
         .map_err(|_| anyhow!("the reference reader panicked"))??;
     let elapsed = start.elapsed();
     ensure!(received == sent, "reader got {received} of {sent} bytes");
+    Ok((sent, elapsed, outcome))
+}
+
+/// Loopback TCP throughput in MB/s: one thread reads what the other writes in
+/// [`TCP_WRITE_BYTES`] writes, timed until the reader has seen the last byte.
+fn loopback_tcp(bytes: usize) -> anyhow::Result<f64> {
+    let (sent, elapsed, ()) = over_loopback(bytes, |mut stream| {
+        let mut buffer = vec![0u8; TCP_WRITE_BYTES];
+        let mut total = 0;
+        loop {
+            match stream.read(&mut buffer)? {
+                0 => return Ok((total, ())),
+                read => total += read,
+            }
+        }
+    })?;
     Ok(sent as f64 / elapsed.as_secs_f64() / MB)
+}
+
+/// The kernel's share of a produce request, as a same-run floor for the broker's CPU per record:
+/// CPU time, in ns per KiB, of a thread that only receives bytes from loopback TCP into
+/// [`FILE_WRITE_BYTES`] requests and appends each to a file in `dir` (no fsync), as the broker
+/// does with a produce request's records, and nothing else (no decoding, CRC, index or response).
+/// The sender, the client's side, is not counted. The file is deleted afterwards, so a producer
+/// run started right after it reuses its page-cache pages.
+fn receive_and_append_floor(dir: &Path, bytes: usize) -> anyhow::Result<f64> {
+    let path = dir.join("floor.bin");
+    let mut file = OpenOptions::new()
+        .create_new(true)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    let (sent, _, cpu_ns) = over_loopback(bytes, move |mut stream| {
+        let mut request = vec![0u8; FILE_WRITE_BYTES];
+        let cpu_started = weir::clock::thread_cpu_time_ns();
+        let mut total = 0;
+        loop {
+            let mut filled = 0;
+            while filled < request.len() {
+                match stream.read(&mut request[filled..])? {
+                    0 => break,
+                    read => filled += read,
+                }
+            }
+            file.write_all(&request[..filled])?;
+            total += filled;
+            if filled < request.len() {
+                let cpu_ns = weir::clock::thread_cpu_time_ns().saturating_sub(cpu_started);
+                return Ok((total, cpu_ns));
+            }
+        }
+    })?;
+    std::fs::remove_file(&path)?;
+    Ok(cpu_ns as f64 / (sent as f64 / KIB as f64))
 }
 
 /// Raw file write rate in MB/s: [`FILE_WRITE_BYTES`] writes to a new file in `dir`, no fsync
@@ -539,6 +609,9 @@ struct ProduceResult {
     broker_cpu: Duration,
     /// The system (kernel) part of `broker_cpu`: socket reads and file writes, mostly.
     broker_system_cpu: Duration,
+    /// What crossed the loopback interface meanwhile: the requests, with their framing and
+    /// record overhead, and the small responses.
+    loopback_bytes: u64,
     client_cpu: Duration,
 }
 
@@ -557,6 +630,12 @@ impl ProduceResult {
 
     fn broker_system_us_per_record(&self) -> f64 {
         self.broker_system_cpu.as_secs_f64() * 1e6 / self.records as f64
+    }
+
+    /// The kernel's share of receiving and appending this run's bytes, per record, at
+    /// `floor_ns_per_kib` (from [`receive_and_append_floor`]).
+    fn floor_us_per_record(&self, floor_ns_per_kib: f64) -> f64 {
+        self.loopback_bytes as f64 / KIB as f64 * floor_ns_per_kib / 1e3 / self.records as f64
     }
 
     fn client_us_per_record(&self) -> f64 {
@@ -585,6 +664,7 @@ fn produce_run(
     let client_stat = format!("/proc/{}/stat", std::process::id());
 
     let (broker_user_before, broker_system_before) = broker.cpu_split(tick)?;
+    let loopback_before = loopback_bytes()?;
     let client_cpu_before = process_cpu(&client_stat, tick)?;
     let start = Instant::now();
     let mut sent = 0;
@@ -617,6 +697,7 @@ fn produce_run(
     let (broker_user, broker_system) = broker.cpu_split(tick)?;
     let broker_system_cpu = broker_system.saturating_sub(broker_system_before);
     let broker_cpu = broker_user.saturating_sub(broker_user_before) + broker_system_cpu;
+    let loopback_bytes = loopback_bytes()?.saturating_sub(loopback_before);
     let client_cpu = process_cpu(&client_stat, tick)?.saturating_sub(client_cpu_before);
 
     let delivered = deliveries.delivered.load(Ordering::Relaxed);
@@ -649,6 +730,7 @@ fn produce_run(
         elapsed,
         broker_cpu,
         broker_system_cpu,
+        loopback_bytes,
         client_cpu,
     })
 }
@@ -1029,12 +1111,17 @@ fn main() -> anyhow::Result<()> {
             continue;
         }
         let topic = format!("produce-{index}");
+        // Right before the run: the floor then sees the machine as the run does, and the run
+        // reuses the page-cache pages the floor's file just gave back.
+        let floor = receive_and_append_floor(temp.path(), scale.reference_bytes)?;
         let result = produce_run(&broker, *spec, &scale, tick, &topic)?;
         broker.check_alive()?;
+        let floor_us = result.floor_us_per_record(floor);
         println!(
             "{}: {} records in {:.2} s, {:.1} MB/s, {:.0} records/s, {:.3}x loopback TCP, \
-             {:.3}x file write; broker CPU {:.3} µs/record ({:.3} system, target < {}), client \
-             CPU {:.3} µs/record",
+             {:.3}x file write; broker CPU {:.3} µs/record ({:.3} system, target < {}), \
+             {:.2}x the kernel floor of {floor_us:.3} µs/record ({:.0} bytes on loopback per record, \
+             receive + append at {floor:.0} ns/KiB), client CPU {:.3} µs/record",
             spec.label,
             result.records,
             result.elapsed.as_secs_f64(),
@@ -1045,6 +1132,8 @@ fn main() -> anyhow::Result<()> {
             result.broker_us_per_record(),
             result.broker_system_us_per_record(),
             spec.cpu_target_us,
+            result.broker_us_per_record() / floor_us,
+            result.loopback_bytes as f64 / result.records as f64,
             result.client_us_per_record(),
         );
         rows.push(Row {
@@ -1070,6 +1159,14 @@ fn main() -> anyhow::Result<()> {
             ratio: format!("{:.2}", result.broker_us_per_record() / spec.cpu_target_us),
             target: format!("< {} µs", spec.cpu_target_us),
             verdict: verdict(result.broker_us_per_record() < spec.cpu_target_us),
+        });
+        rows.push(Row {
+            what: "  kernel floor (ratio: broker / floor)".into(),
+            value: format!("{floor_us:.3} µs"),
+            reference: format!("{floor:.0} ns/KiB recv+append"),
+            ratio: format!("{:.2}", result.broker_us_per_record() / floor_us),
+            target: "-".into(),
+            verdict: String::new(),
         });
 
         // The first run's topic is the pre-filled one (1 KiB records on one partition), read
