@@ -50,13 +50,14 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `<target>/plugins`, shared by every profile's build of the host (OUT_DIR is
-/// `<target>/<profile>/build/weir-<hash>/out`), so the plugins are built once, not per profile.
+/// `<target>/plugins`, shared by every profile's build of the host, so the plugins are built
+/// once, not per profile. The target directory is the nearest above OUT_DIR holding cargo's
+/// `CACHEDIR.TAG`: OUT_DIR's depth below it differs between cargo's layouts
+/// (`<profile>/build/weir-<hash>/out` before 1.100, `<profile>/build/weir/<hash>/out` since).
 fn plugins_target_dir(out_dir: &Path, workspace: &Path) -> PathBuf {
     out_dir
         .ancestors()
-        .nth(4)
-        .filter(|target| target.join("CACHEDIR.TAG").exists())
+        .find(|target| target.join("CACHEDIR.TAG").is_file())
         .map(Path::to_path_buf)
         .unwrap_or_else(|| workspace.join("target"))
         .join("plugins")

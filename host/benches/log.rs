@@ -409,13 +409,16 @@ fn scratch_dir() -> TempDir {
         .expect("creating a scratch directory")
 }
 
-/// `$CARGO_TARGET_DIR`, or the directory three levels above this binary (`<target>/<profile>/deps/`).
+/// `$CARGO_TARGET_DIR`, or the nearest directory above this binary holding cargo's
+/// `CACHEDIR.TAG` (the binary's depth below it differs between cargo's layouts).
 fn cargo_target_dir() -> Option<PathBuf> {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .or_else(|| {
             let exe = std::env::current_exe().ok()?;
-            exe.ancestors().nth(3).map(Path::to_path_buf)
+            exe.ancestors()
+                .find(|dir| dir.join("CACHEDIR.TAG").is_file())
+                .map(Path::to_path_buf)
         })
 }
 

@@ -3,7 +3,7 @@
 //! and directory. A broker still running when its handle drops is killed.
 
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -16,14 +16,15 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long one run of the `weir` CLI may take.
 const CLI_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The `weir` binary next to this test binary (`target/<profile>/weir`). `cargo test --workspace`
-/// builds it because the `weir` package has integration tests of its own.
+/// The `weir` binary of this test binary's profile (`<target>/<profile>/weir`). `cargo test
+/// --workspace` builds it because the `weir` package has integration tests of its own.
 pub fn weir_binary() -> PathBuf {
     let test_binary = std::env::current_exe().expect("the test binary's path");
+    let target_dir = crate::plugins::target_dir();
     let profile_dir = test_binary
-        .parent()
-        .and_then(Path::parent)
-        .expect("test binaries live in target/<profile>/deps");
+        .ancestors()
+        .find(|dir| dir.parent() == Some(target_dir.as_path()))
+        .expect("test binaries live under <target>/<profile>/");
     let binary = profile_dir.join("weir");
     assert!(
         binary.exists(),

@@ -50,10 +50,18 @@ impl Components {
     }
 }
 
-/// The cargo target directory this test binary was built in (`<target>/<profile>/deps/<bin>`).
-fn target_dir() -> PathBuf {
+/// The cargo target directory this test binary was built in: the nearest directory above it
+/// holding cargo's `CACHEDIR.TAG`. Its depth differs between cargo's layouts
+/// (`<target>/<profile>/deps/<bin>` before 1.100, `<target>/<profile>/build/<pkg>/<hash>/out/<bin>`
+/// since), so it is found by the tag, not counted.
+pub fn target_dir() -> PathBuf {
     std::env::current_exe()
         .ok()
-        .and_then(|binary| binary.ancestors().nth(3).map(Path::to_path_buf))
+        .and_then(|binary| {
+            binary
+                .ancestors()
+                .find(|dir| dir.join("CACHEDIR.TAG").is_file())
+                .map(Path::to_path_buf)
+        })
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
 }

@@ -296,8 +296,7 @@ impl FrameReader {
         }
         loop {
             let buffer = &mut self.buffer.bytes;
-            let missing;
-            if buffer.len() >= FRAME_LENGTH_BYTES {
+            let missing = if buffer.len() >= FRAME_LENGTH_BYTES {
                 let size = i32::from_be_bytes([buffer[0], buffer[1], buffer[2], buffer[3]]);
                 if size < 0 || size as usize > max_frame {
                     return Err(FrameError::TooLarge {
@@ -311,16 +310,16 @@ impl FrameReader {
                     self.large_frames = size as usize >= READ_CHUNK_BYTES;
                     return Ok(Some(buffer.split_to(size as usize).freeze()));
                 }
-                missing = frame_end - buffer.len();
+                frame_end - buffer.len()
             } else if self.large_frames {
                 // Large frames are read one at a time, length prefix first: bytes read past a
                 // frame's end are the next frame's start, which would be copied when that frame
                 // moves to a buffer of its own.
-                missing = FRAME_LENGTH_BYTES - buffer.len();
+                FRAME_LENGTH_BYTES - buffer.len()
             } else {
                 // Small frames: a chunk at once, so pipelined requests share reads.
-                missing = READ_CHUNK_BYTES;
-            }
+                READ_CHUNK_BYTES
+            };
             self.make_room(missing);
             // read_buf fills spare capacity directly: no memset of memory about to be overwritten.
             match reader

@@ -3,12 +3,15 @@
 //! component with no WASI imports (DESIGN.md section 4). Used by the host's build script (the
 //! default plugins it embeds) and by tests that build example and hostile plugins.
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, bail};
 
-/// The plugins' target. Listed in `rust-toolchain.toml`, so rustup installs it by itself.
+/// The plugins' target. Listed in `rust-toolchain.toml`, but rustup applies that list only when it
+/// installs the toolchain itself: a machine that already had the pinned toolchain lacks it, so
+/// [`Build::run`] adds it ([`ensure_target`]).
 pub const TARGET: &str = "wasm32-unknown-unknown";
 
 /// The environment variable naming the linker for [`TARGET`].
@@ -16,14 +19,7 @@ const LINKER_VAR: &str = "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER";
 
 /// Path of `wasm-component-ld` in the sysroot of `rustc`.
 pub fn component_linker(rustc: &Path) -> anyhow::Result<PathBuf> {
-    let output = Command::new(rustc)
-        .args(["--print", "sysroot"])
-        .output()
-        .with_context(|| format!("running {} --print sysroot", rustc.display()))?;
-    if !output.status.success() {
-        bail!("{} --print sysroot failed", rustc.display());
-    }
-    let sysroot = PathBuf::from(String::from_utf8(output.stdout)?.trim());
+    let sysroot = sysroot(rustc)?;
     let host = host_triple(rustc)?;
     let linker = sysroot
         .join("lib/rustlib")
@@ -38,10 +34,92 @@ pub fn component_linker(rustc: &Path) -> anyhow::Result<PathBuf> {
     Ok(linker)
 }
 
+/// Makes sure the standard library for [`TARGET`] is installed for `rustc`, adding it with rustup
+/// when it is not: the README's commands must work on a machine where nobody ran
+/// `rustup target add` first. Returns whether it had to install it.
+pub fn ensure_target(rustc: &Path) -> anyhow::Result<bool> {
+    let libdir = target_libdir(rustc)?;
+    if has_core(&libdir) {
+        return Ok(false);
+    }
+    // The sysroot of a rustup toolchain is `<RUSTUP_HOME>/toolchains/<name>`; asking for that
+    // name adds the target to exactly the toolchain this build runs, whatever the overrides.
+    let sysroot = sysroot(rustc)?;
+    let toolchain = sysroot
+        .file_name()
+        .and_then(|name| name.to_str())
+        .filter(|_| sysroot.parent().and_then(Path::file_name) == Some(OsStr::new("toolchains")))
+        .with_context(|| {
+            format!(
+                "the {TARGET} standard library is missing from {} and this rustc is not a rustup \
+                 toolchain: install the target for it (rustup target add {TARGET})",
+                sysroot.display()
+            )
+        })?;
+    let status = Command::new(rustup())
+        .args(["target", "add", "--toolchain", toolchain, TARGET])
+        .status()
+        .with_context(|| {
+            format!("running rustup to add {TARGET} to {toolchain}: is rustup on the PATH?")
+        })?;
+    if !status.success() {
+        bail!("rustup target add --toolchain {toolchain} {TARGET} failed ({status})");
+    }
+    if !has_core(&libdir) {
+        bail!(
+            "rustup added {TARGET} to {toolchain} but {} still holds no libcore",
+            libdir.display()
+        );
+    }
+    Ok(true)
+}
+
+/// `rustup` beside the proxies in `$CARGO_HOME/bin` when that is where it lives, else the PATH's.
+fn rustup() -> PathBuf {
+    std::env::var_os("CARGO_HOME")
+        .map(|home| PathBuf::from(home).join("bin/rustup"))
+        .filter(|path| path.exists())
+        .unwrap_or_else(|| "rustup".into())
+}
+
+fn sysroot(rustc: &Path) -> anyhow::Result<PathBuf> {
+    print(rustc, &["--print", "sysroot"]).map(PathBuf::from)
+}
+
+fn target_libdir(rustc: &Path) -> anyhow::Result<PathBuf> {
+    print(rustc, &["--print", "target-libdir", "--target", TARGET]).map(PathBuf::from)
+}
+
+fn has_core(libdir: &Path) -> bool {
+    std::fs::read_dir(libdir).is_ok_and(|entries| {
+        entries.flatten().any(|entry| {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            name.starts_with("libcore-") && name.ends_with(".rlib")
+        })
+    })
+}
+
+/// The trimmed standard output of `rustc <args>`.
+fn print(rustc: &Path, args: &[&str]) -> anyhow::Result<String> {
+    let output = Command::new(rustc)
+        .args(args)
+        .output()
+        .with_context(|| format!("running {} {}", rustc.display(), args.join(" ")))?;
+    if !output.status.success() {
+        bail!(
+            "{} {} failed: {}",
+            rustc.display(),
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8(output.stdout)?.trim().to_string())
+}
+
 fn host_triple(rustc: &Path) -> anyhow::Result<String> {
-    let output = Command::new(rustc).arg("-vV").output()?;
-    let text = String::from_utf8(output.stdout)?;
-    text.lines()
+    print(rustc, &["-vV"])?
+        .lines()
         .find_map(|line| line.strip_prefix("host: "))
         .map(str::to_string)
         .context("rustc -vV printed no host triple")
@@ -65,6 +143,7 @@ pub struct Build<'a> {
 impl Build<'_> {
     /// Runs the build; returns each package's component (`<target>/wasm32-unknown-unknown/release/<crate>.wasm`).
     pub fn run(&self) -> anyhow::Result<Vec<PathBuf>> {
+        ensure_target(&self.rustc)?;
         let linker = component_linker(&self.rustc)?;
         let mut command = Command::new(&self.cargo);
         command

@@ -13,9 +13,9 @@ pub fn murmur2(data: &[u8]) -> i32 {
     const M: u32 = 0x5bd1_e995;
     const R: u32 = 24;
     let mut h = SEED ^ data.len() as u32;
-    let mut chunks = data.chunks_exact(4);
-    for chunk in &mut chunks {
-        let mut k = u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+    let (chunks, remainder) = data.as_chunks::<4>();
+    for chunk in chunks {
+        let mut k = u32::from_le_bytes(*chunk);
         k = k.wrapping_mul(M);
         k ^= k >> R;
         k = k.wrapping_mul(M);
@@ -23,7 +23,7 @@ pub fn murmur2(data: &[u8]) -> i32 {
         h ^= k;
     }
     // The 1-3 trailing bytes, little-endian: what the Java code's fall-through switch XORs in.
-    let tail = match *chunks.remainder() {
+    let tail = match *remainder {
         [a] => Some(u32::from(a)),
         [a, b] => Some(u32::from(a) | u32::from(b) << 8),
         [a, b, c] => Some(u32::from(a) | u32::from(b) << 8 | u32::from(c) << 16),
