@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use kafka_protocol::ResponseError;
 use proptest::prelude::*;
 use weir::clock::ManualClock;
 use weir::storage::files::FileHandleCache;
@@ -151,7 +152,7 @@ impl Harness {
                         result
                             .expect_err("larger than a segment")
                             .kafka_error_code(),
-                        18
+                        ResponseError::RecordListTooLarge
                     );
                     return;
                 }
@@ -173,7 +174,10 @@ impl Harness {
                 let (start, end) = (self.model.log_start_offset, self.model.log_end_offset);
                 let result = self.log().read(offset, max_bytes);
                 if offset < start || offset > end {
-                    assert_eq!(result.expect_err("outside the log").kafka_error_code(), 1);
+                    assert_eq!(
+                        result.expect_err("outside the log").kafka_error_code(),
+                        ResponseError::OffsetOutOfRange
+                    );
                     return;
                 }
                 let read = headers_in(&result.expect("read inside the log"));
@@ -275,7 +279,10 @@ impl Harness {
                 let offset = self.model.pick(offset_pick, 0);
                 let result = self.log().delete_records_before(offset);
                 if offset > self.model.log_end_offset {
-                    assert_eq!(result.expect_err("past the end").kafka_error_code(), 1);
+                    assert_eq!(
+                        result.expect_err("past the end").kafka_error_code(),
+                        ResponseError::OffsetOutOfRange
+                    );
                     return;
                 }
                 let start = result.expect("delete records");

@@ -10,6 +10,7 @@ use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
+use kafka_protocol::ResponseError;
 use serde::{Deserialize, Serialize};
 
 use super::{AdminError, blocking, json_response, now_ms, one_line};
@@ -161,7 +162,7 @@ pub async fn activate(
         && broker.topic(topic).is_none()
     {
         return Err(AdminError::kafka(
-            3,
+            ResponseError::UnknownTopicOrPartition.code(),
             format!("topic '{topic}' does not exist"),
         ));
     }

@@ -18,6 +18,7 @@ use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
+use kafka_protocol::ResponseError;
 use serde::{Deserialize, Serialize};
 
 use super::{AdminError, json_response, now_ms};
@@ -125,7 +126,7 @@ pub async fn handle(
             && !(0..i64::from(partition_count)).contains(&partition)
         {
             return Err(AdminError::kafka(
-                3,
+                ResponseError::UnknownTopicOrPartition.code(),
                 format!(
                     "record {index}: partition {partition} does not exist: topic '{}' has {partition_count} partition(s)",
                     topic.name
@@ -187,10 +188,10 @@ pub async fn handle(
     let mut first_error: Option<(u32, ProduceError)> = None;
     for (partition_index, indices) in by_partition {
         let Some(partition) = broker.partition(&topic.name, partition_index as i32) else {
-            let error = ProduceError {
-                code: 3,
-                message: format!("partition {partition_index} is not hosted here"),
-            };
+            let error = ProduceError::kafka(
+                ResponseError::UnknownTopicOrPartition,
+                format!("partition {partition_index} is not hosted here"),
+            );
             for &index in &indices {
                 outcomes[index] = Some(Err(error.clone()));
             }
@@ -324,10 +325,10 @@ async fn produce_chunk(
         })
         .collect();
     let batch = encode_producer_batch(&producer_records, Compression::None).map_err(|message| {
-        ProduceError {
-            code: 87,
-            message: format!("cannot build a record batch: {message}"),
-        }
+        ProduceError::kafka(
+            ResponseError::InvalidRecord,
+            format!("cannot build a record batch: {message}"),
+        )
     })?;
     let result = partition
         .produce(&batch, terms, |question| {

@@ -3,6 +3,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use kafka_protocol::ResponseError;
 use tokio::sync::Notify;
 
 use super::producer_state::{BatchMetadata, ProducerStateTable, SequenceCheck};
@@ -10,16 +11,8 @@ use crate::policy::wit::acks;
 use crate::storage::manager::SharedLog;
 use crate::storage::{BatchHeader, Log, LogError, TopicPartition};
 
-/// Kafka error codes the produce path returns beyond storage's own.
-pub mod error_code {
-    pub const REQUEST_TIMED_OUT: i16 = 7;
-    pub const NOT_ENOUGH_REPLICAS: i16 = 19;
-    pub const NOT_ENOUGH_REPLICAS_AFTER_APPEND: i16 = 20;
-    pub const INVALID_RECORD: i16 = 87;
-    pub const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
-    pub const INVALID_PRODUCER_EPOCH: i16 = 47;
-}
-
+/// Why a produce (or DeleteRecords) was refused. The code is a plain Kafka error code rather than
+/// a `ResponseError` because an acks plugin may fail a request with any code it likes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProduceError {
     pub code: i16,
@@ -27,7 +20,13 @@ pub struct ProduceError {
 }
 
 impl ProduceError {
-    fn new(code: i16, message: impl Into<String>) -> Self {
+    /// A refusal of the host's own, with one of Kafka's errors.
+    pub fn kafka(error: ResponseError, message: impl Into<String>) -> Self {
+        Self::with_code(error.code(), message)
+    }
+
+    /// A refusal with the code an acks plugin answered.
+    fn with_code(code: i16, message: impl Into<String>) -> Self {
         ProduceError {
             code,
             message: message.into(),
@@ -37,7 +36,7 @@ impl ProduceError {
 
 impl From<LogError> for ProduceError {
     fn from(error: LogError) -> Self {
-        ProduceError::new(error.kafka_error_code(), error.to_string())
+        ProduceError::kafka(error.kafka_error_code(), error.to_string())
     }
 }
 
@@ -166,7 +165,7 @@ impl Partition {
         );
         let settled = match decide(&before) {
             acks::Decision::Fail(code) => {
-                return Err(ProduceError::new(
+                return Err(ProduceError::with_code(
                     code,
                     refusal_message(code, produce.min_insync_replicas),
                 ));
@@ -192,7 +191,7 @@ impl Partition {
             match decide(&request) {
                 acks::Decision::Complete => return Ok(result),
                 acks::Decision::Fail(code) => {
-                    return Err(ProduceError::new(
+                    return Err(ProduceError::with_code(
                         code,
                         refusal_message(code, produce.min_insync_replicas),
                     ));
@@ -201,8 +200,8 @@ impl Partition {
             }
             let now = std::time::Instant::now();
             if now >= deadline {
-                return Err(ProduceError::new(
-                    error_code::REQUEST_TIMED_OUT,
+                return Err(ProduceError::kafka(
+                    ResponseError::RequestTimedOut,
                     format!(
                         "the acks policy was still waiting after the request's timeout of {} ms",
                         produce.timeout.as_millis()
@@ -217,12 +216,16 @@ impl Partition {
 
     /// Appends a producer's record set as leader (the acks policy is [`Partition::produce`]'s).
     pub fn append_as_leader(&self, records: &[u8]) -> Result<ProduceResult, ProduceError> {
-        let header = BatchHeader::parse(records)
-            .ok_or_else(|| ProduceError::new(2, "record set shorter than a batch header"))?;
+        let header = BatchHeader::parse(records).ok_or_else(|| {
+            ProduceError::kafka(
+                ResponseError::CorruptMessage,
+                "record set shorter than a batch header",
+            )
+        })?;
         let idempotent = header.producer_id >= 0;
         if idempotent && header.total_size() != records.len() {
-            return Err(ProduceError::new(
-                error_code::INVALID_RECORD,
+            return Err(ProduceError::kafka(
+                ResponseError::InvalidRecord,
                 "an idempotent producer must send exactly one batch per partition",
             ));
         }
@@ -246,8 +249,8 @@ impl Partition {
                     });
                 }
                 SequenceCheck::StaleEpoch => {
-                    return Err(ProduceError::new(
-                        error_code::INVALID_PRODUCER_EPOCH,
+                    return Err(ProduceError::kafka(
+                        ResponseError::InvalidProducerEpoch,
                         format!(
                             "producer {} epoch {} is fenced",
                             header.producer_id, header.producer_epoch
@@ -255,8 +258,8 @@ impl Partition {
                     ));
                 }
                 SequenceCheck::OutOfOrder { expected } => {
-                    return Err(ProduceError::new(
-                        error_code::OUT_OF_ORDER_SEQUENCE_NUMBER,
+                    return Err(ProduceError::kafka(
+                        ResponseError::OutOfOrderSequenceNumber,
                         format!(
                             "producer {} sent sequence {}, expected {expected}",
                             header.producer_id, header.base_sequence
@@ -293,8 +296,8 @@ impl Partition {
     pub fn delete_records_before(&self, offset: u64) -> Result<u64, ProduceError> {
         let high_watermark = self.high_watermark();
         if offset > high_watermark {
-            return Err(ProduceError::new(
-                1,
+            return Err(ProduceError::kafka(
+                ResponseError::OffsetOutOfRange,
                 format!("offset {offset} is above the high watermark {high_watermark}"),
             ));
         }
@@ -316,11 +319,13 @@ pub struct ProduceAcks {
 }
 
 fn refusal_message(code: i16, min_insync_replicas: u32) -> String {
-    match code {
-        error_code::NOT_ENOUGH_REPLICAS | error_code::NOT_ENOUGH_REPLICAS_AFTER_APPEND => format!(
-            "the ISR is smaller than min.insync.replicas ({min_insync_replicas}); the acks policy refused"
-        ),
-        code => format!("the acks policy failed the request with error code {code}"),
+    match ResponseError::try_from_code(code) {
+        Some(ResponseError::NotEnoughReplicas | ResponseError::NotEnoughReplicasAfterAppend) => {
+            format!(
+                "the ISR is smaller than min.insync.replicas ({min_insync_replicas}); the acks policy refused"
+            )
+        }
+        _ => format!("the acks policy failed the request with error code {code}"),
     }
 }
 

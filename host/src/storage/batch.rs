@@ -612,6 +612,7 @@ pub fn validate_record_set(
 pub(crate) mod tests {
     use super::*;
     use crate::storage::records::{ProducerRecord, encode_producer_batch};
+    use kafka_protocol::ResponseError;
 
     /// A client-style batch (base offset 0, epoch -1) of `count` records with `value_size`-byte values.
     pub(crate) fn client_batch(count: usize, value_size: usize, timestamp: i64) -> Vec<u8> {
@@ -676,7 +677,7 @@ pub(crate) mod tests {
         batch[last] ^= 1;
         let error = validate_batch(&batch, 1 << 20, AppendOrigin::Client).expect_err("corrupt");
         assert!(matches!(error, BatchError::Corrupt(_)), "{error}");
-        assert_eq!(error.kafka_error_code(), 2);
+        assert_eq!(error.kafka_error_code(), ResponseError::CorruptMessage);
     }
 
     #[test]
@@ -701,7 +702,7 @@ pub(crate) mod tests {
                 max: 100
             }
         );
-        assert_eq!(error.kafka_error_code(), 10);
+        assert_eq!(error.kafka_error_code(), ResponseError::MessageTooLarge);
     }
 
     #[test]
@@ -711,7 +712,7 @@ pub(crate) mod tests {
         refresh_crc(&mut batch);
         let error = validate_batch(&batch, 1 << 20, AppendOrigin::Client).expect_err("invalid");
         assert!(matches!(error, BatchError::InvalidRecord(_)), "{error}");
-        assert_eq!(error.kafka_error_code(), 87);
+        assert_eq!(error.kafka_error_code(), ResponseError::InvalidRecord);
     }
 
     #[test]

@@ -2,17 +2,9 @@
 
 use std::io;
 
-/// Kafka wire error codes the storage room can produce. The protocol layer maps them onto its own
-/// `ResponseError` type; they are spelled out here so storage does not depend on the protocol room.
-pub mod kafka_code {
-    pub const OFFSET_OUT_OF_RANGE: i16 = 1;
-    pub const CORRUPT_MESSAGE: i16 = 2;
-    pub const MESSAGE_TOO_LARGE: i16 = 10;
-    pub const RECORD_LIST_TOO_LARGE: i16 = 18;
-    pub const INVALID_TIMESTAMP: i16 = 32;
-    pub const KAFKA_STORAGE_ERROR: i16 = 56;
-    pub const INVALID_RECORD: i16 = 87;
-}
+// Kafka's error codes have one vocabulary in Weir: the `kafka-protocol` crate's `ResponseError`,
+// Kafka's own `Errors` enum. It is a codec crate, not the protocol room, so storage may name it.
+use kafka_protocol::ResponseError;
 
 /// Why a record batch was refused. A refused batch never changes the log.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -35,13 +27,13 @@ pub enum BatchError {
 }
 
 impl BatchError {
-    pub fn kafka_error_code(&self) -> i16 {
+    pub fn kafka_error_code(&self) -> ResponseError {
         match self {
-            BatchError::Corrupt(_) => kafka_code::CORRUPT_MESSAGE,
-            BatchError::InvalidRecord(_) => kafka_code::INVALID_RECORD,
-            BatchError::TooLarge { .. } => kafka_code::MESSAGE_TOO_LARGE,
-            BatchError::InvalidTimestamp(_) => kafka_code::INVALID_TIMESTAMP,
-            BatchError::RecordListTooLarge { .. } => kafka_code::RECORD_LIST_TOO_LARGE,
+            BatchError::Corrupt(_) => ResponseError::CorruptMessage,
+            BatchError::InvalidRecord(_) => ResponseError::InvalidRecord,
+            BatchError::TooLarge { .. } => ResponseError::MessageTooLarge,
+            BatchError::InvalidTimestamp(_) => ResponseError::InvalidTimestamp,
+            BatchError::RecordListTooLarge { .. } => ResponseError::RecordListTooLarge,
         }
     }
 }
@@ -77,13 +69,13 @@ pub enum LogError {
 }
 
 impl LogError {
-    pub fn kafka_error_code(&self) -> i16 {
+    pub fn kafka_error_code(&self) -> ResponseError {
         match self {
             LogError::Batch(error) => error.kafka_error_code(),
-            LogError::OffsetOutOfRange { .. } => kafka_code::OFFSET_OUT_OF_RANGE,
-            LogError::NonMonotonicOffset { .. } => kafka_code::CORRUPT_MESSAGE,
+            LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
+            LogError::NonMonotonicOffset { .. } => ResponseError::CorruptMessage,
             LogError::Config(_) | LogError::Io { .. } | LogError::Offline(_) => {
-                kafka_code::KAFKA_STORAGE_ERROR
+                ResponseError::KafkaStorageError
             }
         }
     }

@@ -990,6 +990,7 @@ mod tests {
     use crate::clock::ManualClock;
     use crate::storage::batch::tests::client_batch;
     use crate::storage::batch::{BatchHeader, PATCHED_PREFIX_LEN, patched_prefix};
+    use kafka_protocol::ResponseError;
 
     const NOW_MS: i64 = 1_700_000_000_000;
 
@@ -1071,18 +1072,18 @@ mod tests {
         let last = corrupt.len() - 1;
         corrupt[last] ^= 0xff;
         let error = log.append(&corrupt, 0).expect_err("a bad CRC");
-        assert_eq!(error.kafka_error_code(), 2);
+        assert_eq!(error.kafka_error_code(), ResponseError::CorruptMessage);
         // Kafka takes exactly one batch per partition from a producer.
         let mut set = client_batch(1, 10, NOW_MS);
         set.extend_from_slice(&client_batch(1, 10, NOW_MS));
         let error = log.append(&set, 0).expect_err("two batches");
-        assert_eq!(error.kafka_error_code(), 87);
+        assert_eq!(error.kafka_error_code(), ResponseError::InvalidRecord);
         let too_large = client_batch(1, 2 << 20, NOW_MS);
         assert_eq!(
             log.append(&too_large, 0)
                 .expect_err("too large")
                 .kafka_error_code(),
-            10
+            ResponseError::MessageTooLarge
         );
         assert_eq!(log.log_end_offset(), 2);
         assert_eq!(
@@ -1120,7 +1121,7 @@ mod tests {
             log.read(81, 100)
                 .expect_err("past the end")
                 .kafka_error_code(),
-            1
+            ResponseError::OffsetOutOfRange
         );
         // An upper bound (the high watermark) hides batches at or past it.
         assert_eq!(
@@ -1171,7 +1172,7 @@ mod tests {
             log.append(&bigger_than_a_segment, 0)
                 .expect_err("too big")
                 .kafka_error_code(),
-            18
+            ResponseError::RecordListTooLarge
         );
     }
 
@@ -1197,7 +1198,10 @@ mod tests {
         assert_eq!(deleted, segments - 1);
         assert_eq!(log.segment_count(), 1);
         assert_eq!(log.log_start_offset(), log.segment_base_offsets()[0]);
-        assert_eq!(log.read(0, 100).expect_err("deleted").kafka_error_code(), 1);
+        assert_eq!(
+            log.read(0, 100).expect_err("deleted").kafka_error_code(),
+            ResponseError::OffsetOutOfRange
+        );
     }
 
     #[test]
@@ -1233,7 +1237,7 @@ mod tests {
         assert!(log.segment_count() < before);
         assert_eq!(
             log.read(20, 1).expect_err("below start").kafka_error_code(),
-            1
+            ResponseError::OffsetOutOfRange
         );
         // The batch holding the start offset is still served whole, as in Kafka.
         assert_eq!(batches_in(&log.read(21, 1).expect("read")), vec![(20, 23)]);
@@ -1242,7 +1246,7 @@ mod tests {
             log.delete_records_before(41)
                 .expect_err("past the end")
                 .kafka_error_code(),
-            1
+            ResponseError::OffsetOutOfRange
         );
     }
 
@@ -1465,7 +1469,7 @@ mod tests {
         let error = log
             .append(&client_batch(1, 10, two_hours_ahead), 0)
             .expect_err("future");
-        assert_eq!(error.kafka_error_code(), 32);
+        assert_eq!(error.kafka_error_code(), ResponseError::InvalidTimestamp);
         log.append(&client_batch(1, 10, NOW_MS + 60_000), 0)
             .expect("a minute ahead is fine");
         log.append(&client_batch(1, 10, NOW_MS - 365 * 24 * 60 * 60 * 1000), 0)
@@ -1476,6 +1480,6 @@ mod tests {
         let error = log
             .append(&client_batch(1, 10, NOW_MS - 5_000), 0)
             .expect_err("too old");
-        assert_eq!(error.kafka_error_code(), 32);
+        assert_eq!(error.kafka_error_code(), ResponseError::InvalidTimestamp);
     }
 }

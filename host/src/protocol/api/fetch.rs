@@ -143,7 +143,7 @@ fn read_once(
                     let read = if fetch.fetch_offset < 0 {
                         Err(ResponseError::OffsetOutOfRange.code())
                     } else {
-                        read.map_err(|error| error.kafka_error_code())
+                        read.map_err(|error| error.kafka_error_code().code())
                     };
                     let response = response
                         .with_high_watermark(high_watermark as i64)

@@ -54,7 +54,7 @@ pub fn handle(broker: &Broker, version: i16, request: ListOffsetsRequest) -> Lis
                             // The field exists from v4; the codec refuses it below.
                             .with_leader_epoch(if version >= 4 { epoch } else { -1 }),
                         Ok(_) => response,
-                        Err(error) => response.with_error_code(error.kafka_error_code()),
+                        Err(error) => response.with_error_code(error.kafka_error_code().code()),
                     }
                 })
                 .collect();
