@@ -265,6 +265,7 @@ fn plugins_install_list_activate_rollback_and_remove() -> anyhow::Result<()> {
             .expect(200)?;
         ensure!(active["current_version"] == "1", "{active}");
         ensure!(active["default_for_kind"] == true, "{active}");
+        create_topic(broker, "orders", 1)?;
         let produced = admin
             .post_json(
                 "/v1/topics/orders/records",
@@ -412,6 +413,29 @@ fn consume_partition(
     )
 }
 
+/// Creates a topic with `weir topics --create` (HTTP produce, like Kafka's Produce, never creates
+/// one).
+fn create_topic(broker: &BrokerProcess, topic: &str, partitions: u32) -> anyhow::Result<()> {
+    let partitions = partitions.to_string();
+    let created = weir_tests::broker::run_weir(
+        &[
+            "topics",
+            "--bootstrap-server",
+            &broker.bootstrap(),
+            "--create",
+            "--topic",
+            topic,
+            "--partitions",
+            &partitions,
+            "--replication-factor",
+            "1",
+        ],
+        "",
+    )?;
+    ensure!(created.status.success(), "creating {topic}: {created:?}");
+    Ok(())
+}
+
 #[test]
 fn http_produce_places_keys_with_the_partitioner_and_records_read_back() -> anyhow::Result<()> {
     with_broker(&["num.partitions=4"], &[], |broker| {
@@ -436,7 +460,7 @@ fn http_produce_places_keys_with_the_partitioner_and_records_read_back() -> anyh
             })
             .collect();
         let body = json!({"records": sent.iter().map(Sent::json).collect::<Vec<_>>()});
-        // The topic does not exist yet: it is auto-created with num.partitions.
+        create_topic(broker, "events", partition_count)?;
         let answer = admin
             .post_json("/v1/topics/events/records", &body)?
             .expect(200)?;
@@ -563,6 +587,19 @@ fn http_produce_places_keys_with_the_partitioner_and_records_read_back() -> anyh
             )?
             .expect(400)?;
         ensure!(body["error_code"] == 17, "{body}");
+        // Producing never creates a topic (only Metadata does): 404, and nothing is created.
+        let body = admin
+            .post_json(
+                "/v1/topics/never-created/records",
+                &json!({"records": [{"value": "x"}]}),
+            )?
+            .expect_error(404, "does not exist")?;
+        ensure!(body["error_code"] == 3, "{body}");
+        let metrics = admin.get("/metrics")?.text;
+        ensure!(
+            !metrics.contains("topic=\"never-created\""),
+            "an HTTP produce created the topic:\n{metrics}"
+        );
         // A record larger than max.message.bytes (1 MiB) but within the body limit.
         let big = "x".repeat(2 << 20);
         let body = admin
@@ -687,6 +724,7 @@ fn plugin_dir_installs_and_activates_what_appears_there() -> anyhow::Result<()> 
             let info = admin.plugin("dropped")?;
             Ok(info["current_version"] == "2" && info["default_for_kind"] == true)
         })?;
+        create_topic(broker, "t", 1)?;
         let answer = admin
             .post_json(
                 "/v1/topics/t/records",
@@ -721,22 +759,7 @@ fn weir_produce_places_records_with_the_topics_partitioner_plugin() -> anyhow::R
         let admin = Admin::of(broker)?;
         let bootstrap = broker.bootstrap();
         let admin_url = broker.admin_url();
-        let created = weir_tests::broker::run_weir(
-            &[
-                "topics",
-                "--bootstrap-server",
-                &bootstrap,
-                "--create",
-                "--topic",
-                "routed",
-                "--partitions",
-                "4",
-                "--replication-factor",
-                "1",
-            ],
-            "",
-        )?;
-        ensure!(created.status.success(), "{created:?}");
+        create_topic(broker, "routed", 4)?;
         admin
             .post("/v1/plugins?name=prefix", key_prefix_partitioner())?
             .expect(201)?;

@@ -772,3 +772,53 @@ fn default_timestamps_are_create_time() -> anyhow::Result<()> {
         Ok(())
     })
 }
+
+/// A producer that turned auto-creation off (`allow.auto.create.topics=false`) cannot create a
+/// topic by producing to it: the delivery fails with an unknown-topic error, and the broker lists
+/// no such topic afterwards. Only Metadata with auto-creation allowed creates topics (Kafka's rule).
+#[test]
+fn producing_to_a_missing_topic_without_auto_creation_creates_nothing() -> anyhow::Result<()> {
+    with_broker(&[], |broker| {
+        let runtime = runtime()?;
+        let no_auto_create = producer(
+            broker,
+            &[
+                ("allow.auto.create.topics", "false"),
+                // librdkafka waits this long for a topic to appear before failing its messages.
+                ("topic.metadata.propagation.max.ms", "1000"),
+                ("message.timeout.ms", "10000"),
+            ],
+        )?;
+        let results = produce(
+            &runtime,
+            &no_auto_create,
+            "never-created",
+            &[TestRecord::value("lost in the void")],
+        )?;
+        match results.as_slice() {
+            [
+                Err((
+                    KafkaError::MessageProduction(
+                        RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic,
+                    ),
+                    _,
+                )),
+            ] => {}
+            [other] => bail!(
+                "producing to a missing topic was answered {:?}, expected an unknown topic",
+                other
+                    .as_ref()
+                    .map(|delivery| delivery.offset)
+                    .map_err(|(error, _)| error)
+            ),
+            other => bail!("{} delivery reports for one record", other.len()),
+        }
+        let consumer = assigned_consumer(broker, &[("allow.auto.create.topics", "false")])?;
+        let topics = listed_topics(&consumer)?;
+        ensure!(
+            !topics.contains_key("never-created"),
+            "producing created the topic: the broker lists {topics:?}"
+        );
+        Ok(())
+    })
+}

@@ -1157,3 +1157,69 @@ fn concurrent_delete_records_all_succeed() -> anyhow::Result<()> {
         Ok(())
     })
 }
+
+/// Produce never creates a topic (only Metadata does, when the request and
+/// `auto.create.topics.enable` both allow): a Produce to a missing topic, at the last version that
+/// names topics and at v3, is answered UNKNOWN_TOPIC_OR_PARTITION per partition, and afterwards
+/// neither a Metadata request that forbids auto-creation nor ListTopics-style Metadata sees it.
+#[test]
+fn produce_to_a_missing_topic_is_unknown_and_creates_nothing() -> anyhow::Result<()> {
+    use kafka_protocol::ResponseError;
+    use kafka_protocol::messages::*;
+    with_broker(&[], |broker| {
+        let batch = sweep_batch()?;
+        for version in [3, 12] {
+            let topic = format!("never-created-v{version}");
+            let produce = ProduceRequest::default()
+                .with_acks(-1)
+                .with_timeout_ms(5000)
+                .with_topic_data(vec![
+                    produce_request::TopicProduceData::default()
+                        .with_name(name(&topic))
+                        .with_partition_data(vec![
+                            produce_request::PartitionProduceData::default()
+                                .with_index(0)
+                                .with_records(Some(batch.clone())),
+                        ]),
+                ]);
+            let ResponseKind::Produce(answer) = call(
+                broker,
+                ApiKey::Produce,
+                version,
+                &RequestKind::Produce(produce),
+            )?
+            else {
+                bail!("Produce v{version} was answered with another API");
+            };
+            let codes: Vec<i16> = answer
+                .responses
+                .iter()
+                .flat_map(|topic| topic.partition_responses.iter())
+                .map(|partition| partition.error_code)
+                .collect();
+            ensure!(
+                codes == [ResponseError::UnknownTopicOrPartition.code()],
+                "Produce v{version} to missing topic {topic}: partition error codes {codes:?}"
+            );
+        }
+        // Metadata for all topics (null list): no side effects, and none of the produced-to names.
+        let all = MetadataRequest::default()
+            .with_topics(None)
+            .with_allow_auto_topic_creation(false);
+        let ResponseKind::Metadata(metadata) =
+            call(broker, ApiKey::Metadata, 12, &RequestKind::Metadata(all))?
+        else {
+            bail!("Metadata was answered with another API");
+        };
+        let names: Vec<String> = metadata
+            .topics
+            .iter()
+            .filter_map(|topic| topic.name.as_ref().map(|name| name.0.to_string()))
+            .collect();
+        ensure!(
+            names.iter().all(|name| !name.starts_with("never-created")),
+            "Produce created topics: Metadata lists {names:?}"
+        );
+        Ok(())
+    })
+}

@@ -7,7 +7,8 @@
 //! Records without a `partition` are placed by the topic's partitioner plugin, all keys in one
 //! call. Each partition's records then go through [`Partition::produce`], the path Kafka's
 //! Produce takes, with acks=-1 and the topic's acks plugin deciding. The answer lists
-//! `{"partition", "offset"}` in record order. The topic is auto-created as Produce would.
+//! `{"partition", "offset"}` in record order. A missing topic is 404 (UNKNOWN_TOPIC_OR_PARTITION):
+//! as Kafka's Produce, this never creates a topic.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -23,6 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{AdminError, json_response, now_ms};
 use crate::broker::Broker;
+use crate::broker::topics::validate_topic_name;
 use crate::policy::PolicyKind;
 use crate::replication::Partition;
 use crate::replication::partition::{ProduceAcks, ProduceError};
@@ -119,7 +121,11 @@ pub async fn handle(
     if request.records.is_empty() {
         return Err(AdminError::bad_request("`records` is empty"));
     }
-    let topic = broker.topic_or_auto_create(&topic, true)?;
+    // A name no topic can have is the caller's mistake (400), told apart from a missing topic.
+    validate_topic_name(&topic).map_err(|message| {
+        AdminError::kafka(ResponseError::InvalidTopicException.code(), message)
+    })?;
+    let topic = broker.existing_topic(&topic)?;
     let partition_count = topic.partitions;
     for (index, record) in request.records.iter().enumerate() {
         if let Some(partition) = record.partition

@@ -210,7 +210,19 @@ impl Broker {
             .unwrap_or(self.config.min_insync_replicas)
     }
 
-    /// The topic, auto-creating it when `auto.create.topics.enable` allows (Metadata, Produce).
+    /// The topic, or UNKNOWN_TOPIC_OR_PARTITION. Produce asks this: as in Kafka, only Metadata
+    /// auto-creates a topic, so a client that turned auto-creation off never gets one by producing.
+    pub fn existing_topic(&self, name: &str) -> Result<TopicRecord, ApiError> {
+        self.topic(name).ok_or_else(|| {
+            ApiError::new(
+                ResponseError::UnknownTopicOrPartition,
+                format!("topic '{name}' does not exist"),
+            )
+        })
+    }
+
+    /// The topic, auto-creating it when the request and `auto.create.topics.enable` both allow
+    /// (Metadata only).
     pub fn topic_or_auto_create(
         &self,
         name: &str,

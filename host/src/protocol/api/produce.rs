@@ -1,5 +1,5 @@
-//! Produce: for each partition, find it (auto-creating the topic if allowed), append as leader
-//! with the acks policy deciding completion, answer with the base offset. acks=0 gets no
+//! Produce: for each partition, find it (never creating a topic: only Metadata does), append as
+//! leader with the acks policy deciding completion, answer with the base offset. acks=0 gets no
 //! response at all.
 
 use std::time::{Duration, Instant};
@@ -30,7 +30,7 @@ pub async fn handle(
                 crate::broker::ApiError::new(ResponseError::UnknownTopicId, "unknown topic id")
             })
         } else {
-            broker.topic_or_auto_create(topic_data.name.0.as_str(), true)
+            broker.existing_topic(topic_data.name.0.as_str())
         };
         let mut partition_responses = Vec::with_capacity(topic_data.partition_data.len());
         for data in topic_data.partition_data {
