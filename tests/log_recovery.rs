@@ -117,7 +117,7 @@ fn build_with(
     };
     ensure!(bases.len() >= 3, "only {} segments were built", bases.len());
     match ending {
-        Ending::Crash => manager.flush_all()?,
+        Ending::Crash => ensure!(manager.flush_all()?.is_empty(), "a log was poisoned"),
         Ending::Clean => manager.shutdown()?,
     }
     Ok(Built {

@@ -43,9 +43,12 @@ pub fn render(broker: &Broker) -> String {
             };
             // Topic names are [a-zA-Z0-9._-]: nothing to escape in a label.
             let labels = format!("topic=\"{}\",partition=\"{index}\"", topic.name);
-            let (end, start) = {
-                let log = partition.log();
-                (log.log_end_offset(), log.log_start_offset())
+            // A log out of service (poisoned) has no offsets to report; it is skipped.
+            let Ok((end, start)) = partition
+                .log()
+                .map(|log| (log.log_end_offset(), log.log_start_offset()))
+            else {
+                continue;
             };
             let _ = writeln!(
                 high_watermarks,

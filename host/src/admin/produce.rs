@@ -204,7 +204,17 @@ pub async fn handle(
             first_error.get_or_insert((partition_index, error));
             continue;
         };
-        let max_batch_bytes = partition.log().config().max_message_bytes;
+        let max_batch_bytes = match partition.log() {
+            Ok(log) => log.config().max_message_bytes,
+            Err(error) => {
+                let error = ProduceError::from(error);
+                for &index in &indices {
+                    outcomes[index] = Some(Err(error.clone()));
+                }
+                first_error.get_or_insert((partition_index, error));
+                continue;
+            }
+        };
         for chunk in chunks(&request.records, &indices, max_batch_bytes) {
             let outcome = produce_chunk(
                 &broker,

@@ -404,8 +404,12 @@ impl Broker {
             .map_err(|error| ApiError::new(ResponseError::KafkaStorageError, error.to_string()))?;
         drop(store);
         for index in 0..topic.partitions {
-            if let Some(partition) = self.partition(name, index as i32) {
-                partition.log().set_config(log_config.clone());
+            // A log out of service (poisoned) keeps its old config; a restart reopens it with
+            // the stored one.
+            if let Some(partition) = self.partition(name, index as i32)
+                && let Ok(mut log) = partition.log()
+            {
+                log.set_config(log_config.clone());
             }
         }
         tracing::info!(topic = %name, configs = ?topic.configs, "altered topic configs");
@@ -499,11 +503,11 @@ impl Broker {
             .collect();
         for partition in partitions {
             let high_watermark = partition.high_watermark();
-            let mut log = partition.log();
-            let result = log
-                .maybe_roll_by_time()
-                .and_then(|_| log.apply_retention(high_watermark))
-                .and_then(|_| log.maybe_flush_by_time());
+            let result = partition.log().and_then(|mut log| {
+                log.maybe_roll_by_time()
+                    .and_then(|_| log.apply_retention(high_watermark))
+                    .and_then(|_| log.maybe_flush_by_time())
+            });
             if let Err(error) = result {
                 tracing::error!(partition = %partition.topic_partition, %error, "log maintenance failed");
             }

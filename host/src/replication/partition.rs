@@ -8,7 +8,7 @@ use tokio::sync::Notify;
 
 use super::producer_state::{BatchMetadata, ProducerStateTable, SequenceCheck};
 use crate::policy::wit::acks;
-use crate::storage::manager::SharedLog;
+use crate::storage::manager::{SharedLog, lock_log};
 use crate::storage::{BatchHeader, Log, LogError, TopicPartition};
 
 /// Why a produce (or DeleteRecords) was refused. The code is a plain Kafka error code rather than
@@ -60,12 +60,6 @@ pub struct Partition {
     data_arrived: Notify,
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
 impl Partition {
     /// Takes over a log, rebuilding idempotent producer state from its batch headers.
     pub fn new(
@@ -75,7 +69,7 @@ impl Partition {
     ) -> Result<Arc<Self>, LogError> {
         let mut producers = ProducerStateTable::default();
         let log_end_offset = {
-            let log = lock(&log);
+            let log = lock_log(&log)?;
             log.for_each_batch_header(|header| {
                 if header.producer_id >= 0 {
                     producers.record(
@@ -106,8 +100,10 @@ impl Partition {
         self.high_watermark.load(Ordering::Acquire)
     }
 
-    pub fn log(&self) -> MutexGuard<'_, Log> {
-        lock(&self.log)
+    /// The partition's log, or KAFKA_STORAGE_ERROR (`LogError::Offline`) once a panic while it
+    /// was locked has taken it out of service ([`lock_log`]).
+    pub fn log(&self) -> Result<MutexGuard<'_, Log>, LogError> {
+        lock_log(&self.log)
     }
 
     pub fn data_arrived(&self) -> &Notify {
@@ -122,12 +118,12 @@ impl Partition {
         stage: acks::Stage,
         produce: &ProduceAcks,
         last_offset: u64,
-    ) -> acks::Request {
+    ) -> Result<acks::Request, LogError> {
         let (log_end_offset, flushed_offset) = {
-            let log = self.log();
+            let log = self.log()?;
             (log.log_end_offset(), log.recovery_point())
         };
-        acks::Request {
+        Ok(acks::Request {
             stage,
             acks: produce.acks,
             min_insync_replicas: produce.min_insync_replicas,
@@ -142,7 +138,7 @@ impl Partition {
             flushed_offset: flushed_offset as i64,
             last_offset: last_offset as i64,
             elapsed_ms: produce.arrived.elapsed().as_millis().min(u32::MAX as u128) as u32,
-        }
+        })
     }
 
     /// Produce as leader: the acks plugin may refuse before the append; after it, the request
@@ -154,7 +150,7 @@ impl Partition {
         produce: &ProduceAcks,
         decide: impl Fn(&acks::Request) -> acks::Decision,
     ) -> Result<ProduceResult, ProduceError> {
-        let leader_log_end_offset = self.log().log_end_offset();
+        let leader_log_end_offset = self.log()?.log_end_offset();
         let expected_last_offset =
             (leader_log_end_offset + record_count(records)).saturating_sub(1);
         let before = self.acks_request(
@@ -162,7 +158,7 @@ impl Partition {
             acks::Stage::BeforeAppend,
             produce,
             expected_last_offset,
-        );
+        )?;
         let settled = match decide(&before) {
             acks::Decision::Fail(code) => {
                 return Err(ProduceError::with_code(
@@ -187,7 +183,7 @@ impl Partition {
                 acks::Stage::AfterAppend,
                 produce,
                 result.last_offset,
-            );
+            )?;
             match decide(&request) {
                 acks::Decision::Complete => return Ok(result),
                 acks::Decision::Fail(code) => {
@@ -230,7 +226,15 @@ impl Partition {
             ));
         }
         // The producer table is held across the append so two retries cannot both pass the check.
-        let mut producers = lock(&self.producers);
+        // A panic mid-check or mid-append poisons the table: like a poisoned log, the partition
+        // is then out of service rather than deduplicating from a half-updated table.
+        let mut producers = self.producers.lock().map_err(|_| {
+            ProduceError::kafka(
+                ResponseError::KafkaStorageError,
+                "a panic while the producer state was locked may have left it half-updated; the \
+                 partition is out of service until a restart rebuilds it from the log",
+            )
+        })?;
         if idempotent {
             let metadata = batch_metadata(&header);
             match producers.check(
@@ -244,7 +248,7 @@ impl Partition {
                     return Ok(ProduceResult {
                         base_offset: cached.first_offset,
                         last_offset: cached.last_offset,
-                        log_start_offset: self.log().log_start_offset(),
+                        log_start_offset: self.log()?.log_start_offset(),
                         duplicate: true,
                     });
                 }
@@ -269,7 +273,7 @@ impl Partition {
             }
         }
         let (info, log_start_offset) = {
-            let mut log = self.log();
+            let mut log = self.log()?;
             let info = log.append(records, self.leader_epoch)?;
             (info, log.log_start_offset())
         };
@@ -301,7 +305,7 @@ impl Partition {
                 format!("offset {offset} is above the high watermark {high_watermark}"),
             ));
         }
-        Ok(self.log().delete_records_before(offset)?)
+        Ok(self.log()?.delete_records_before(offset)?)
     }
 }
 
@@ -350,5 +354,91 @@ fn batch_metadata(header: &BatchHeader) -> BatchMetadata {
         last_sequence: header.last_sequence(),
         first_offset: header.base_offset.max(0) as u64,
         last_offset: header.last_offset().max(0) as u64,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use kafka_protocol::ResponseError;
+
+    use super::*;
+    use crate::clock::SystemClock;
+    use crate::storage::LogConfig;
+    use crate::storage::batch::tests::client_batch;
+    use crate::storage::checkpoint::{RECOVERY_POINT_CHECKPOINT, read_offsets};
+    use crate::storage::manager::{CLEAN_SHUTDOWN_MARKER, LogManager};
+
+    fn now_ms() -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_millis() as i64)
+    }
+
+    /// A panic while the log is locked (here: a thread that panics holding it) takes the
+    /// partition out of service: appends, reads and DeleteRecords get KAFKA_STORAGE_ERROR instead
+    /// of a half-updated log, the recovery point is not checkpointed, no clean-shutdown marker is
+    /// written, and the next start recovers the log from disk with what was acknowledged.
+    #[test]
+    fn a_log_poisoned_by_a_panic_is_out_of_service_and_recovered_on_restart() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let open = || {
+            LogManager::open(dir.path(), Arc::new(SystemClock), |_| LogConfig::default())
+                .expect("opening the log manager")
+        };
+        let tp = TopicPartition::new("poisoned", 0);
+        let manager = open();
+        let log = manager
+            .get_or_create(&tp, LogConfig::default())
+            .expect("creating the log");
+        let partition = Partition::new(tp.clone(), log.clone(), 0).expect("the partition");
+        let acknowledged = partition
+            .append_as_leader(&client_batch(3, 10, now_ms()))
+            .expect("an append before the panic");
+        assert_eq!(acknowledged.last_offset, 2);
+
+        let panicked = std::thread::spawn(move || {
+            let _held = log.lock().expect("not yet poisoned");
+            panic!("a bug in the middle of an append");
+        })
+        .join();
+        assert!(panicked.is_err(), "the thread panicked holding the log");
+
+        let storage_error = ResponseError::KafkaStorageError.code();
+        let refused = partition
+            .append_as_leader(&client_batch(1, 10, now_ms()))
+            .expect_err("no append into a poisoned log");
+        assert_eq!(refused.code, storage_error, "{refused:?}");
+        let refused = partition
+            .delete_records_before(1)
+            .expect_err("no DeleteRecords on a poisoned log");
+        assert_eq!(refused.code, storage_error, "{refused:?}");
+        let read = partition.log().map(|_| ()).expect_err("no reads either");
+        assert_eq!(read.kafka_error_code(), ResponseError::KafkaStorageError);
+
+        manager.shutdown().expect("shutdown still completes");
+        assert!(
+            !dir.path().join(CLEAN_SHUTDOWN_MARKER).exists(),
+            "a clean-shutdown marker would skip the recovery a poisoned log needs"
+        );
+        let recovery_points =
+            read_offsets(&dir.path().join(RECOVERY_POINT_CHECKPOINT)).expect("checkpoint");
+        assert!(
+            !recovery_points.contains_key(&tp),
+            "the poisoned log's recovery point was checkpointed: {recovery_points:?}"
+        );
+        drop(partition);
+        drop(manager);
+
+        let manager = open();
+        assert!(!manager.had_clean_shutdown());
+        let log = manager.get(&tp).expect("the log reopens");
+        let partition = Partition::new(tp, log, 0).expect("the partition");
+        assert_eq!(
+            partition.log().expect("in service again").log_end_offset(),
+            3,
+            "the acknowledged records survive"
+        );
     }
 }

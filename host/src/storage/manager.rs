@@ -42,8 +42,18 @@ pub struct LogManager {
     checkpointing: Mutex<()>,
 }
 
-fn lock(log: &SharedLog) -> MutexGuard<'_, Log> {
-    log.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+/// Why a poisoned log is refused: what `LogError::Offline` says to every caller.
+const POISONED_LOG: &str = "a panic while the log was locked may have left it half-updated; it \
+     is out of service until a restart recovers it from disk";
+
+/// Locks a partition's log. A panic while another thread held it (mid-append, mid-truncation)
+/// may have left it half-updated, so a poisoned log is taken out of service rather than reused:
+/// every caller gets [`LogError::Offline`] (KAFKA_STORAGE_ERROR), its recovery point is never
+/// checkpointed again and the clean-shutdown marker is not written, so the next start scans and
+/// repairs it from disk.
+pub fn lock_log(log: &SharedLog) -> Result<MutexGuard<'_, Log>> {
+    log.lock()
+        .map_err(|_| LogError::Offline(POISONED_LOG.to_string()))
 }
 
 impl LogManager {
@@ -187,7 +197,8 @@ impl LogManager {
         let Some(log) = self.logs().remove(tp) else {
             return Ok(false);
         };
-        let mut log = lock(&log);
+        // A poisoned log is deleted all the same: its half-updated state goes with its files.
+        let mut log = log.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         log.mark_offline("the partition was deleted");
         let dir = log.dir().to_path_buf();
         let nanos = std::time::SystemTime::now()
@@ -216,9 +227,17 @@ impl LogManager {
         let mut recovery_points = BTreeMap::new();
         let mut log_start_offsets = BTreeMap::new();
         for (tp, log) in logs {
-            let log = lock(&log);
-            recovery_points.insert(tp.clone(), log.recovery_point());
-            log_start_offsets.insert(tp, log.log_start_offset());
+            match log.lock() {
+                Ok(log) => {
+                    recovery_points.insert(tp.clone(), log.recovery_point());
+                    log_start_offsets.insert(tp, log.log_start_offset());
+                }
+                // No recovery point: the next start scans the whole log. Its start offset only
+                // moves by whole assignments, so it is kept and deleted records stay deleted.
+                Err(poisoned) => {
+                    log_start_offsets.insert(tp, poisoned.into_inner().log_start_offset());
+                }
+            }
         }
         let path = self.dir.join(RECOVERY_POINT_CHECKPOINT);
         write_offsets(&path, &recovery_points).at(&path)?;
@@ -226,19 +245,37 @@ impl LogManager {
         write_offsets(&path, &log_start_offsets).at(&path)
     }
 
-    /// fsyncs every log, then checkpoints: the periodic job and the first half of shutdown.
-    pub fn flush_all(&self) -> Result<()> {
-        let logs: Vec<SharedLog> = self.logs().values().cloned().collect();
-        for log in logs {
-            lock(&log).flush()?;
+    /// fsyncs every log in service, then checkpoints: the periodic job and the first half of
+    /// shutdown. Returns the partitions whose logs are poisoned (see [`lock_log`]), never flushed.
+    pub fn flush_all(&self) -> Result<Vec<TopicPartition>> {
+        let logs: Vec<(TopicPartition, SharedLog)> = self
+            .logs()
+            .iter()
+            .map(|(tp, log)| (tp.clone(), log.clone()))
+            .collect();
+        let mut poisoned = Vec::new();
+        for (tp, log) in logs {
+            match lock_log(&log) {
+                Ok(mut log) => log.flush()?,
+                Err(_) => poisoned.push(tp),
+            }
         }
-        self.checkpoint()
+        self.checkpoint()?;
+        Ok(poisoned)
     }
 
     /// Clean shutdown: flush, checkpoint, then write the marker that lets the next start skip
-    /// recovery. The marker goes last so a crash anywhere before it means a full recovery.
+    /// recovery. The marker goes last so a crash anywhere before it means a full recovery, and
+    /// it is not written at all while a poisoned log is in the directory.
     pub fn shutdown(&self) -> Result<()> {
-        self.flush_all()?;
+        let poisoned = self.flush_all()?;
+        if !poisoned.is_empty() {
+            tracing::error!(
+                ?poisoned,
+                "logs left poisoned by a panic: no clean-shutdown marker, so the next start recovers them"
+            );
+            return Ok(());
+        }
         let marker = self.dir.join(CLEAN_SHUTDOWN_MARKER);
         write_atomically(&marker, b"").at(&marker)
     }

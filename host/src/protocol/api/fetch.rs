@@ -132,14 +132,21 @@ fn read_once(
                     } else {
                         (fetch.partition_max_bytes.max(0) as usize).min(remaining)
                     };
-                    let log = partition.log();
-                    let log_start_offset = log.log_start_offset();
-                    let read = if limit == 0 {
-                        Ok(Bytes::new())
-                    } else {
-                        log.read_up_to(fetch.fetch_offset.max(0) as u64, limit, high_watermark)
+                    let (log_start_offset, read) = match partition.log() {
+                        Ok(log) => (
+                            log.log_start_offset(),
+                            if limit == 0 {
+                                Ok(Bytes::new())
+                            } else {
+                                log.read_up_to(
+                                    fetch.fetch_offset.max(0) as u64,
+                                    limit,
+                                    high_watermark,
+                                )
+                            },
+                        ),
+                        Err(error) => (0, Err(error)),
                     };
-                    drop(log);
                     let read = if fetch.fetch_offset < 0 {
                         Err(ResponseError::OffsetOutOfRange.code())
                     } else {

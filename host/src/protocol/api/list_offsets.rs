@@ -38,7 +38,12 @@ pub fn handle(broker: &Broker, version: i16, request: ListOffsetsRequest) -> Lis
                     };
                     let epoch = partition.leader_epoch();
                     let high_watermark = partition.high_watermark();
-                    let log = partition.log();
+                    let log = match partition.log() {
+                        Ok(log) => log,
+                        Err(error) => {
+                            return response.with_error_code(error.kafka_error_code().code());
+                        }
+                    };
                     let found = match wanted.timestamp {
                         LATEST => Ok(Some((high_watermark, -1))),
                         EARLIEST | EARLIEST_LOCAL => Ok(Some((log.log_start_offset(), -1))),

@@ -33,8 +33,12 @@ pub fn handle(
                         Ok(partition) => partition,
                         Err(error) => return response.with_error_code(error.code()),
                     };
-                    let (end_epoch, end_offset) =
-                        partition.log().end_offset_for_epoch(wanted.leader_epoch);
+                    let (end_epoch, end_offset) = match partition.log() {
+                        Ok(log) => log.end_offset_for_epoch(wanted.leader_epoch),
+                        Err(error) => {
+                            return response.with_error_code(error.kafka_error_code().code());
+                        }
+                    };
                     response
                         .with_leader_epoch(end_epoch)
                         .with_end_offset(end_offset)
