@@ -149,6 +149,15 @@ impl LogManager {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Every log with its partition, copied out so the map's lock is not held while each log's
+    /// is taken.
+    fn all_logs(&self) -> Vec<(TopicPartition, SharedLog)> {
+        self.logs()
+            .iter()
+            .map(|(tp, log)| (tp.clone(), log.clone()))
+            .collect()
+    }
+
     pub fn get(&self, tp: &TopicPartition) -> Option<SharedLog> {
         self.logs().get(tp).cloned()
     }
@@ -219,11 +228,7 @@ impl LogManager {
             .checkpointing
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let logs: Vec<(TopicPartition, SharedLog)> = self
-            .logs()
-            .iter()
-            .map(|(tp, log)| (tp.clone(), log.clone()))
-            .collect();
+        let logs = self.all_logs();
         let mut recovery_points = BTreeMap::new();
         let mut log_start_offsets = BTreeMap::new();
         for (tp, log) in logs {
@@ -248,11 +253,7 @@ impl LogManager {
     /// fsyncs every log in service, then checkpoints: the periodic job and the first half of
     /// shutdown. Returns the partitions whose logs are poisoned (see [`lock_log`]), never flushed.
     pub fn flush_all(&self) -> Result<Vec<TopicPartition>> {
-        let logs: Vec<(TopicPartition, SharedLog)> = self
-            .logs()
-            .iter()
-            .map(|(tp, log)| (tp.clone(), log.clone()))
-            .collect();
+        let logs = self.all_logs();
         let mut poisoned = Vec::new();
         for (tp, log) in logs {
             match lock_log(&log) {
