@@ -494,14 +494,7 @@ impl Broker {
 
     /// Periodic work: retention (never past the high watermark) and time-based roll and flush.
     pub fn run_log_maintenance(&self) {
-        let partitions: Vec<Arc<Partition>> = self
-            .partitions
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .values()
-            .cloned()
-            .collect();
-        for partition in partitions {
+        for partition in self.all_partitions() {
             let high_watermark = partition.high_watermark();
             let result = partition.log().and_then(|mut log| {
                 log.maybe_roll_by_time()
@@ -514,15 +507,39 @@ impl Broker {
         }
     }
 
+    /// Periodic: the checkpoint files, and a producer-state snapshot of every partition that
+    /// took batches since its last one, so even an unclean restart reads only recent headers.
     pub fn checkpoint(&self) {
+        self.write_producer_snapshots();
         if let Err(error) = self.logs.checkpoint() {
             tracing::error!(%error, "writing checkpoints failed");
         }
     }
 
-    /// The storage half of a clean shutdown: flush, checkpoint, clean-shutdown marker.
+    /// The storage half of a clean shutdown: producer-state snapshots, then flush, checkpoint and
+    /// clean-shutdown marker, so the next start reads no batch headers at all.
     pub fn shutdown_storage(&self) -> anyhow::Result<()> {
+        self.write_producer_snapshots();
         self.logs.shutdown()?;
         Ok(())
+    }
+
+    /// Every hosted partition, copied out so the map's lock is not held while each is worked on.
+    fn all_partitions(&self) -> Vec<Arc<Partition>> {
+        self.partitions
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// A partition whose snapshot fails is only slower to start: its log is read instead.
+    fn write_producer_snapshots(&self) {
+        for partition in self.all_partitions() {
+            if let Err(error) = partition.write_producer_snapshot() {
+                tracing::warn!(partition = %partition.topic_partition, %error, "producer-state snapshot not written");
+            }
+        }
     }
 }

@@ -56,8 +56,46 @@ pub struct Partition {
     leader_epoch: i32,
     high_watermark: AtomicU64,
     producers: Mutex<ProducerStateTable>,
+    /// The log end offset of the last producer-state snapshot this process wrote.
+    producer_snapshot_offset: AtomicU64,
     /// Woken on every append, so a waiting fetch answers the moment data arrives.
     data_arrived: Notify,
+}
+
+/// Why a partition whose producer-state table is poisoned is refused.
+const POISONED_PRODUCER_STATE: &str = "a panic while the producer state was locked may have left \
+     it half-updated; the partition is out of service until a restart rebuilds it from the log";
+
+/// The idempotent producers' state on start: the newest snapshot at or below the log end offset,
+/// then the batch headers after it; the whole log's headers when there is no usable snapshot.
+/// Also returns how many batch headers it read: none after a clean shutdown's snapshot.
+fn restore_producer_state(
+    topic_partition: &TopicPartition,
+    log: &mut Log,
+) -> Result<(ProducerStateTable, u64), LogError> {
+    let (mut producers, from) = match log.latest_producer_snapshot()? {
+        Some((offset, bytes)) => match ProducerStateTable::decode_snapshot(&bytes) {
+            Some(table) => (table, offset),
+            None => {
+                tracing::warn!(partition = %topic_partition, offset, "unreadable producer-state snapshot; reading the whole log");
+                (ProducerStateTable::default(), 0)
+            }
+        },
+        None => (ProducerStateTable::default(), 0),
+    };
+    let mut headers_read = 0u64;
+    log.for_each_batch_header_from(from, |header| {
+        headers_read += 1;
+        if header.producer_id >= 0 {
+            producers.record(
+                header.producer_id,
+                header.producer_epoch,
+                batch_metadata(header),
+            );
+        }
+    })?;
+    tracing::debug!(partition = %topic_partition, snapshot_offset = from, headers_read, "producer state restored");
+    Ok((producers, headers_read))
 }
 
 impl Partition {
@@ -67,19 +105,10 @@ impl Partition {
         log: SharedLog,
         leader_epoch: i32,
     ) -> Result<Arc<Self>, LogError> {
-        let mut producers = ProducerStateTable::default();
-        let log_end_offset = {
-            let log = lock_log(&log)?;
-            log.for_each_batch_header(|header| {
-                if header.producer_id >= 0 {
-                    producers.record(
-                        header.producer_id,
-                        header.producer_epoch,
-                        batch_metadata(header),
-                    );
-                }
-            })?;
-            log.log_end_offset()
+        let (producers, log_end_offset) = {
+            let mut log = lock_log(&log)?;
+            let (producers, _) = restore_producer_state(&topic_partition, &mut log)?;
+            (producers, log.log_end_offset())
         };
         Ok(Arc::new(Partition {
             topic_partition,
@@ -88,8 +117,29 @@ impl Partition {
             // One replica: everything in the log is in the whole ISR.
             high_watermark: AtomicU64::new(log_end_offset),
             producers: Mutex::new(producers),
+            producer_snapshot_offset: AtomicU64::new(u64::MAX),
             data_arrived: Notify::new(),
         }))
+    }
+
+    /// Writes the idempotent producers' state as a snapshot at the log end offset, so the next
+    /// start reads only the batches after it (at clean shutdown and with each periodic
+    /// checkpoint). Does nothing when no batch arrived since the last snapshot.
+    pub fn write_producer_snapshot(&self) -> Result<(), LogError> {
+        // Producers before the log, as the append takes them: the snapshot matches the log end.
+        let producers = self
+            .producers
+            .lock()
+            .map_err(|_| LogError::Offline(POISONED_PRODUCER_STATE.to_string()))?;
+        let mut log = self.log()?;
+        let log_end_offset = log.log_end_offset();
+        if self.producer_snapshot_offset.load(Ordering::Acquire) == log_end_offset {
+            return Ok(());
+        }
+        log.write_producer_snapshot(log_end_offset, &producers.encode_snapshot())?;
+        self.producer_snapshot_offset
+            .store(log_end_offset, Ordering::Release);
+        Ok(())
     }
 
     pub fn leader_epoch(&self) -> i32 {
@@ -229,11 +279,7 @@ impl Partition {
         // A panic mid-check or mid-append poisons the table: like a poisoned log, the partition
         // is then out of service rather than deduplicating from a half-updated table.
         let mut producers = self.producers.lock().map_err(|_| {
-            ProduceError::kafka(
-                ResponseError::KafkaStorageError,
-                "a panic while the producer state was locked may have left it half-updated; the \
-                 partition is out of service until a restart rebuilds it from the log",
-            )
+            ProduceError::kafka(ResponseError::KafkaStorageError, POISONED_PRODUCER_STATE)
         })?;
         if idempotent {
             let metadata = batch_metadata(&header);
@@ -369,6 +415,101 @@ mod tests {
     use crate::storage::batch::tests::client_batch;
     use crate::storage::checkpoint::{RECOVERY_POINT_CHECKPOINT, read_offsets};
     use crate::storage::manager::{CLEAN_SHUTDOWN_MARKER, LogManager};
+
+    /// An idempotent producer's batch of `count` records from `base_sequence`.
+    fn idempotent_batch(producer_id: i64, base_sequence: i32, count: usize) -> Vec<u8> {
+        use crate::storage::batch::{
+            BASE_SEQUENCE_OFFSET, CRC_OFFSET, PRODUCER_EPOCH_OFFSET, PRODUCER_ID_OFFSET,
+            compute_crc,
+        };
+        let mut batch = client_batch(count, 10, now_ms());
+        batch[PRODUCER_ID_OFFSET..PRODUCER_ID_OFFSET + 8]
+            .copy_from_slice(&producer_id.to_be_bytes());
+        batch[PRODUCER_EPOCH_OFFSET..PRODUCER_EPOCH_OFFSET + 2]
+            .copy_from_slice(&0i16.to_be_bytes());
+        batch[BASE_SEQUENCE_OFFSET..BASE_SEQUENCE_OFFSET + 4]
+            .copy_from_slice(&base_sequence.to_be_bytes());
+        let crc = compute_crc(&batch);
+        batch[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+        batch
+    }
+
+    /// Producer state survives a restart through the snapshot plus the headers after it: a retry
+    /// of a batch from before the snapshot and of one after it are both answered as duplicates
+    /// with their original offsets. A restart right after a snapshot reads no header at all, and
+    /// a snapshot above the log end (the log was truncated under it) is dropped, not trusted.
+    #[test]
+    fn producer_state_is_restored_from_the_snapshot_and_the_headers_after_it() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let manager = LogManager::open(dir.path(), Arc::new(SystemClock), |_| LogConfig::default())
+            .expect("opening the log manager");
+        let tp = TopicPartition::new("idempotent", 0);
+        let log = manager
+            .get_or_create(&tp, LogConfig::default())
+            .expect("creating the log");
+        let partition = Partition::new(tp.clone(), log.clone(), 0).expect("the partition");
+        let before_snapshot = [
+            idempotent_batch(7, 0, 3),
+            idempotent_batch(7, 3, 3),
+            idempotent_batch(9, 0, 2),
+        ];
+        let mut offsets = Vec::new();
+        for batch in &before_snapshot {
+            let appended = partition.append_as_leader(batch).expect("append");
+            offsets.push((appended.base_offset, appended.last_offset));
+        }
+        partition.write_producer_snapshot().expect("snapshot");
+        let restart = |log: &SharedLog| {
+            let mut log = lock_log(log).expect("in service");
+            restore_producer_state(&tp, &mut log).expect("restored").1
+        };
+        assert_eq!(
+            restart(&log),
+            0,
+            "a restart at the snapshot reads no header"
+        );
+
+        let after_snapshot = idempotent_batch(7, 6, 2);
+        let appended = partition.append_as_leader(&after_snapshot).expect("append");
+        offsets.push((appended.base_offset, appended.last_offset));
+        drop(partition);
+        assert_eq!(
+            restart(&log),
+            1,
+            "only the batch after the snapshot is read"
+        );
+
+        let restarted = Partition::new(tp.clone(), log.clone(), 0).expect("the partition");
+        for (batch, (base_offset, last_offset)) in
+            before_snapshot.iter().chain([&after_snapshot]).zip(offsets)
+        {
+            let retried = restarted.append_as_leader(batch).expect("a retry");
+            assert!(
+                retried.duplicate,
+                "a retry after the restart is a duplicate"
+            );
+            assert_eq!(
+                (retried.base_offset, retried.last_offset),
+                (base_offset, last_offset)
+            );
+        }
+        let next = restarted
+            .append_as_leader(&idempotent_batch(9, 2, 1))
+            .expect("producer 9 continues at sequence 2");
+        assert!(!next.duplicate);
+        assert_eq!(next.base_offset, 10);
+
+        restarted.write_producer_snapshot().expect("snapshot at 11");
+        lock_log(&log)
+            .expect("in service")
+            .truncate_to(8)
+            .expect("truncate");
+        assert_eq!(
+            restart(&log),
+            3,
+            "the snapshot at 11 is above the log end 8: dropped, and the whole log read"
+        );
+    }
 
     fn now_ms() -> i64 {
         std::time::SystemTime::now()

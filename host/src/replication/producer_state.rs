@@ -117,6 +117,87 @@ impl ProducerStateTable {
     pub fn clear(&mut self) {
         self.producers.clear();
     }
+
+    /// The table as snapshot bytes (`<offset>.snapshot`, kept by storage): a version, then per
+    /// producer its id, epoch and cached batches, in producer id order, then a CRC-32C of all
+    /// before it. Big-endian, like Kafka's own files.
+    pub fn encode_snapshot(&self) -> Vec<u8> {
+        let mut ids: Vec<&i64> = self.producers.keys().collect();
+        ids.sort_unstable();
+        let mut bytes = Vec::with_capacity(8 + ids.len() * (11 + 24 * PRODUCER_BATCHES_CACHED_MAX));
+        bytes.extend_from_slice(&SNAPSHOT_VERSION.to_be_bytes());
+        bytes.extend_from_slice(&(ids.len() as u32).to_be_bytes());
+        for id in ids {
+            let entry = &self.producers[id];
+            bytes.extend_from_slice(&id.to_be_bytes());
+            bytes.extend_from_slice(&entry.epoch.to_be_bytes());
+            bytes.push(entry.batches.len() as u8);
+            for batch in &entry.batches {
+                bytes.extend_from_slice(&batch.first_sequence.to_be_bytes());
+                bytes.extend_from_slice(&batch.last_sequence.to_be_bytes());
+                bytes.extend_from_slice(&batch.first_offset.to_be_bytes());
+                bytes.extend_from_slice(&batch.last_offset.to_be_bytes());
+            }
+        }
+        let crc = crc32c(&bytes);
+        bytes.extend_from_slice(&crc.to_be_bytes());
+        bytes
+    }
+
+    /// Reads [`ProducerStateTable::encode_snapshot`]'s bytes; `None` for a torn, corrupt or
+    /// unknown-version file, which the caller replaces by reading the log.
+    pub fn decode_snapshot(bytes: &[u8]) -> Option<Self> {
+        let (body, crc) = bytes.split_last_chunk::<4>()?;
+        if crc32c(body) != u32::from_be_bytes(*crc) {
+            return None;
+        }
+        let mut reader = SnapshotReader(body);
+        if reader.take::<2>().map(u16::from_be_bytes)? != SNAPSHOT_VERSION {
+            return None;
+        }
+        let count = reader.take::<4>().map(u32::from_be_bytes)?;
+        let mut table = ProducerStateTable::default();
+        for _ in 0..count {
+            let id = reader.take::<8>().map(i64::from_be_bytes)?;
+            let epoch = reader.take::<2>().map(i16::from_be_bytes)?;
+            let batches = reader.take::<1>()?[0];
+            if usize::from(batches) > PRODUCER_BATCHES_CACHED_MAX {
+                return None;
+            }
+            let mut entry = ProducerEntry {
+                epoch,
+                batches: VecDeque::with_capacity(usize::from(batches)),
+            };
+            for _ in 0..batches {
+                entry.batches.push_back(BatchMetadata {
+                    first_sequence: reader.take::<4>().map(i32::from_be_bytes)?,
+                    last_sequence: reader.take::<4>().map(i32::from_be_bytes)?,
+                    first_offset: reader.take::<8>().map(u64::from_be_bytes)?,
+                    last_offset: reader.take::<8>().map(u64::from_be_bytes)?,
+                });
+            }
+            table.producers.insert(id, entry);
+        }
+        reader.0.is_empty().then_some(table)
+    }
+}
+
+/// Version of the snapshot layout; another version is ignored (the log is read instead).
+const SNAPSHOT_VERSION: u16 = 1;
+
+fn crc32c(bytes: &[u8]) -> u32 {
+    crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, bytes) as u32
+}
+
+/// Reads fixed-size fields off the front of a snapshot.
+struct SnapshotReader<'a>(&'a [u8]);
+
+impl SnapshotReader<'_> {
+    fn take<const N: usize>(&mut self) -> Option<[u8; N]> {
+        let (field, rest) = self.0.split_first_chunk::<N>()?;
+        self.0 = rest;
+        Some(*field)
+    }
 }
 
 #[cfg(test)]
@@ -177,6 +258,63 @@ mod tests {
             SequenceCheck::OutOfOrder { expected: 7 }
         );
         assert_eq!(table.check(1, 0, 7, 7), SequenceCheck::Append);
+    }
+
+    #[test]
+    fn a_snapshot_restores_the_table_and_a_damaged_one_is_refused() {
+        let mut table = ProducerStateTable::default();
+        for (producer, epoch, first_offset) in [(7, 0, 0), (7, 0, 5), (9, 2, 10), (-3, 0, 20)] {
+            table.record(
+                producer,
+                epoch,
+                batch(first_offset as i32, first_offset as i32 + 4, first_offset),
+            );
+        }
+        for extra in 0..6 {
+            table.record(
+                11,
+                1,
+                batch(extra * 2, extra * 2 + 1, 100 + extra as u64 * 2),
+            );
+        }
+        let bytes = table.encode_snapshot();
+        let restored = ProducerStateTable::decode_snapshot(&bytes).expect("a whole snapshot");
+        for (producer, epoch, first, last) in [
+            (7, 0, 5, 9),
+            (7, 0, 10, 12),
+            (9, 2, 10, 14),
+            (11, 1, 2, 3),
+            (11, 1, 12, 13),
+            (11, 0, 0, 0),
+            (12, 0, 0, 0),
+        ] {
+            assert_eq!(
+                restored.check(producer, epoch, first, last),
+                table.check(producer, epoch, first, last),
+                "producer {producer} epoch {epoch} batch {first}..={last}"
+            );
+        }
+        assert_eq!(
+            restored.encode_snapshot(),
+            bytes,
+            "the same table encodes the same bytes"
+        );
+        assert!(
+            ProducerStateTable::decode_snapshot(&bytes[..bytes.len() - 1]).is_none(),
+            "torn"
+        );
+        let mut flipped = bytes.clone();
+        flipped[9] ^= 1;
+        assert!(
+            ProducerStateTable::decode_snapshot(&flipped).is_none(),
+            "corrupt"
+        );
+        assert!(ProducerStateTable::decode_snapshot(&[]).is_none(), "empty");
+        let empty = ProducerStateTable::default().encode_snapshot();
+        assert!(
+            ProducerStateTable::decode_snapshot(&empty)
+                .is_some_and(|table| table.producers.is_empty())
+        );
     }
 
     #[test]

@@ -30,8 +30,8 @@ pub const ATTRIBUTES_OFFSET: usize = 21;
 const LAST_OFFSET_DELTA_OFFSET: usize = 23;
 const BASE_TIMESTAMP_OFFSET: usize = 27;
 const MAX_TIMESTAMP_OFFSET: usize = 35;
-const PRODUCER_ID_OFFSET: usize = 43;
-const PRODUCER_EPOCH_OFFSET: usize = 51;
+pub const PRODUCER_ID_OFFSET: usize = 43;
+pub const PRODUCER_EPOCH_OFFSET: usize = 51;
 pub const BASE_SEQUENCE_OFFSET: usize = 53;
 const RECORDS_COUNT_OFFSET: usize = 57;
 /// Size of the batch header; records start here.

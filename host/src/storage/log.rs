@@ -14,9 +14,11 @@ use super::batch::{AppendOrigin, BatchHeader, patched_prefix, validate_record_se
 use super::config::LogConfig;
 use super::epoch_cache::LeaderEpochCache;
 use super::error::{BatchError, IoContext, LogError, Result};
-use super::files::{FileHandleCache, sync_dir};
+use super::files::{FileHandleCache, sync_dir, write_atomically};
 use super::records::{decode_records, first_record_at_or_after};
-use super::segment::{BatchPosition, BatchToAppend, LOG_SUFFIX, LogSegment, TIME_INDEX_SUFFIX};
+use super::segment::{
+    BatchPosition, BatchToAppend, LOG_SUFFIX, LogSegment, TIME_INDEX_SUFFIX, segment_path,
+};
 use crate::clock::Clock;
 
 /// Largest batch a follower will take from its leader: the leader already enforced
@@ -285,14 +287,65 @@ impl Log {
             .end_offset_for(epoch, self.log_end_offset())
     }
 
-    /// Calls `visit` with every batch header from the first segment to the last, in offset order.
-    /// Used to rebuild state derived from the log (idempotent producers) on start.
-    pub fn for_each_batch_header(&self, mut visit: impl FnMut(&BatchHeader)) -> Result<()> {
-        for segment in self.segments.values() {
-            segment.for_each_header(|header| {
+    /// Calls `visit` with every batch header whose last offset is at least `offset`, in offset
+    /// order: what rebuilding state derived from the log (idempotent producers) on start reads
+    /// after its snapshot, or from 0 without one. Segments wholly below `offset` are not read.
+    pub fn for_each_batch_header_from(
+        &self,
+        offset: u64,
+        mut visit: impl FnMut(&BatchHeader),
+    ) -> Result<()> {
+        // The segment holding `offset` is the last one based at or below it.
+        let first_base = self
+            .segments
+            .range(..=offset)
+            .next_back()
+            .map_or(0, |(base, _)| *base);
+        for segment in self
+            .segments
+            .range(first_base..)
+            .map(|(_, segment)| segment)
+        {
+            segment.for_each_header_from(offset, |header| {
                 visit(header);
                 Ok(())
             })?;
+        }
+        Ok(())
+    }
+
+    /// Writes a producer-state snapshot taken at `offset` (the state after every batch below it)
+    /// as `<offset>.snapshot`, atomically, and deletes older ones. Its bytes are the replication
+    /// room's; storage only keeps them beside the log (Kafka's `ProducerStateManager` files) and
+    /// drops them when the log no longer reaches their offset.
+    pub fn write_producer_snapshot(&mut self, offset: u64, bytes: &[u8]) -> Result<()> {
+        let path = segment_path(&self.dir, offset, PRODUCER_SNAPSHOT_SUFFIX);
+        write_atomically(&path, bytes).at(&path)?;
+        for (older, path) in producer_snapshots(&self.dir)? {
+            if older < offset {
+                std::fs::remove_file(&path).at(&path)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The newest producer-state snapshot at or below the log end offset, with its offset.
+    /// Snapshots above it are deleted first: a truncation or a recovery that cut the tail left
+    /// them describing batches the log no longer has.
+    pub fn latest_producer_snapshot(&mut self) -> Result<Option<(u64, Vec<u8>)>> {
+        self.delete_producer_snapshots_above(self.log_end_offset())?;
+        let Some((offset, path)) = producer_snapshots(&self.dir)?.pop() else {
+            return Ok(None);
+        };
+        let bytes = std::fs::read(&path).at(&path)?;
+        Ok(Some((offset, bytes)))
+    }
+
+    fn delete_producer_snapshots_above(&self, offset: u64) -> Result<()> {
+        for (taken_at, path) in producer_snapshots(&self.dir)? {
+            if taken_at > offset {
+                std::fs::remove_file(&path).at(&path)?;
+            }
         }
         Ok(())
     }
@@ -764,6 +817,7 @@ impl Log {
         }
         let log_end_offset = self.log_end_offset();
         self.epoch_cache.truncate_from_end(log_end_offset)?;
+        self.delete_producer_snapshots_above(log_end_offset)?;
         self.recovery_point = self.recovery_point.min(log_end_offset);
         sync_dir(&self.dir).at(&self.dir)?;
         Ok(log_end_offset)
@@ -786,6 +840,10 @@ impl Log {
         self.log_start_offset = offset;
         self.recovery_point = offset;
         self.epoch_cache.clear()?;
+        // A snapshot at or below `offset` describes batches that are gone: none is kept.
+        for (_, path) in producer_snapshots(&self.dir)? {
+            std::fs::remove_file(&path).at(&path)?;
+        }
         sync_dir(&self.dir).at(&self.dir)
     }
 
@@ -927,6 +985,29 @@ impl Log {
 
 /// Lists segment base offsets in `dir`, deleting leftovers that have no log file: index files
 /// of a deleted segment and temporary files of an interrupted checkpoint write.
+/// Suffix of producer-state snapshot files, `<20-digit offset>.snapshot` as in Kafka.
+pub const PRODUCER_SNAPSHOT_SUFFIX: &str = "snapshot";
+
+/// The partition's producer-state snapshots, oldest first.
+fn producer_snapshots(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
+    let mut snapshots = Vec::new();
+    for entry in std::fs::read_dir(dir).at(dir)? {
+        let entry = entry.at(dir)?;
+        let name = entry.file_name();
+        let Some((stem, suffix)) = name.to_str().and_then(|name| name.split_once('.')) else {
+            continue;
+        };
+        if suffix == PRODUCER_SNAPSHOT_SUFFIX
+            && stem.len() == 20
+            && let Ok(offset) = stem.parse::<u64>()
+        {
+            snapshots.push((offset, entry.path()));
+        }
+    }
+    snapshots.sort();
+    Ok(snapshots)
+}
+
 fn scan_segment_files(dir: &Path) -> Result<Vec<u64>> {
     let mut bases = Vec::new();
     let mut orphans = Vec::new();

@@ -669,8 +669,28 @@ impl LogSegment {
     }
 
     /// Calls `visit` with every batch header in file order; stops early at an unreadable header.
-    pub fn for_each_header(&self, mut visit: impl FnMut(&BatchHeader) -> Result<()>) -> Result<()> {
-        let mut position = 0;
+    pub fn for_each_header(&self, visit: impl FnMut(&BatchHeader) -> Result<()>) -> Result<()> {
+        self.for_each_header_at(0, visit)
+    }
+
+    /// [`LogSegment::for_each_header`] from the batch holding `offset` (found through the index)
+    /// on: a restart that restored producer state from a snapshot reads only what came after it.
+    pub fn for_each_header_from(
+        &self,
+        offset: u64,
+        visit: impl FnMut(&BatchHeader) -> Result<()>,
+    ) -> Result<()> {
+        match self.find_batch(offset)? {
+            Some(first) => self.for_each_header_at(first.position, visit),
+            None => Ok(()),
+        }
+    }
+
+    fn for_each_header_at(
+        &self,
+        mut position: u64,
+        mut visit: impl FnMut(&BatchHeader) -> Result<()>,
+    ) -> Result<()> {
         while position < self.size {
             let Some(header) = self.header_at(position)? else {
                 break;
