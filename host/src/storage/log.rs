@@ -14,7 +14,7 @@ use super::batch::{AppendOrigin, BatchHeader, patched_prefix, validate_record_se
 use super::config::LogConfig;
 use super::epoch_cache::LeaderEpochCache;
 use super::error::{BatchError, IoContext, LogError, Result};
-use super::files::{FileHandleCache, sync_dir, write_atomically};
+use super::files::{FileHandleCache, sync_dir};
 use super::records::{decode_records, first_record_at_or_after};
 use super::segment::{
     BatchPosition, BatchToAppend, LOG_SUFFIX, LogSegment, TIME_INDEX_SUFFIX, segment_path,
@@ -320,7 +320,13 @@ impl Log {
     /// drops them when the log no longer reaches their offset.
     pub fn write_producer_snapshot(&mut self, offset: u64, bytes: &[u8]) -> Result<()> {
         let path = segment_path(&self.dir, offset, PRODUCER_SNAPSHOT_SUFFIX);
-        write_atomically(&path, bytes).at(&path)?;
+        // Replaced by rename but not fsynced: a snapshot only saves reading headers, and one that
+        // a crash leaves torn or empty fails its CRC and the log is read instead. So the appends
+        // this runs between (it holds the log) never wait for a disk flush.
+        let mut temporary = path.as_os_str().to_owned();
+        temporary.push(".tmp");
+        std::fs::write(&temporary, bytes).at(&path)?;
+        std::fs::rename(&temporary, &path).at(&path)?;
         for (older, path) in producer_snapshots(&self.dir)? {
             if older < offset {
                 std::fs::remove_file(&path).at(&path)?;
