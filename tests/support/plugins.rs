@@ -50,11 +50,15 @@ impl Components {
     }
 }
 
-/// The cargo target directory this test binary was built in: the nearest directory above it
-/// holding cargo's `CACHEDIR.TAG`. Its depth differs between cargo's layouts
+/// The cargo target directory this test binary was built in: `$CARGO_TARGET_DIR` when set (a
+/// directory cargo did not create has no tag), else the nearest directory above it holding
+/// cargo's `CACHEDIR.TAG`. Its depth differs between cargo's layouts
 /// (`<target>/<profile>/deps/<bin>` before 1.100, `<target>/<profile>/build/<pkg>/<hash>/out/<bin>`
 /// since), so it is found by the tag, not counted.
 pub fn target_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
+        return PathBuf::from(dir);
+    }
     std::env::current_exe()
         .ok()
         .and_then(|binary| {

@@ -73,15 +73,20 @@ fn restore_producer_state(
     topic_partition: &TopicPartition,
     log: &mut Log,
 ) -> Result<(ProducerStateTable, u64), LogError> {
-    let (mut producers, from) = match log.latest_producer_snapshot()? {
-        Some((offset, bytes)) => match ProducerStateTable::decode_snapshot(&bytes) {
+    // A snapshot only saves reading headers: whatever is wrong with one, the log is read instead.
+    let (mut producers, from) = match log.latest_producer_snapshot() {
+        Ok(Some((offset, bytes))) => match ProducerStateTable::decode_snapshot(&bytes) {
             Some(table) => (table, offset),
             None => {
-                tracing::warn!(partition = %topic_partition, offset, "unreadable producer-state snapshot; reading the whole log");
+                tracing::warn!(partition = %topic_partition, offset, "corrupt producer-state snapshot; reading the whole log");
                 (ProducerStateTable::default(), 0)
             }
         },
-        None => (ProducerStateTable::default(), 0),
+        Ok(None) => (ProducerStateTable::default(), 0),
+        Err(error) => {
+            tracing::warn!(partition = %topic_partition, %error, "producer-state snapshot unreadable; reading the whole log");
+            (ProducerStateTable::default(), 0)
+        }
     };
     let mut headers_read = 0u64;
     log.for_each_batch_header_from(from, |header| {

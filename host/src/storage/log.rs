@@ -319,6 +319,9 @@ impl Log {
     /// room's; storage only keeps them beside the log (Kafka's `ProducerStateManager` files) and
     /// drops them when the log no longer reaches their offset.
     pub fn write_producer_snapshot(&mut self, offset: u64, bytes: &[u8]) -> Result<()> {
+        // A deleted log's directory may already hold a re-created topic of the same name: an
+        // offline log writes nothing there.
+        self.check_online()?;
         let path = segment_path(&self.dir, offset, PRODUCER_SNAPSHOT_SUFFIX);
         // Replaced by rename but not fsynced: a snapshot only saves reading headers, and one that
         // a crash leaves torn or empty fails its CRC and the log is read instead. So the appends
@@ -339,8 +342,12 @@ impl Log {
     /// Snapshots above it are deleted first: a truncation or a recovery that cut the tail left
     /// them describing batches the log no longer has.
     pub fn latest_producer_snapshot(&mut self) -> Result<Option<(u64, Vec<u8>)>> {
-        self.delete_producer_snapshots_above(self.log_end_offset())?;
-        let Some((offset, path)) = producer_snapshots(&self.dir)?.pop() else {
+        let log_end_offset = self.log_end_offset();
+        self.delete_producer_snapshots_above(log_end_offset)?;
+        let Some((offset, path)) = producer_snapshots(&self.dir)?
+            .into_iter()
+            .rfind(|(offset, _)| *offset <= log_end_offset)
+        else {
             return Ok(None);
         };
         let bytes = std::fs::read(&path).at(&path)?;
@@ -989,8 +996,6 @@ impl Log {
     }
 }
 
-/// Lists segment base offsets in `dir`, deleting leftovers that have no log file: index files
-/// of a deleted segment and temporary files of an interrupted checkpoint write.
 /// Suffix of producer-state snapshot files, `<20-digit offset>.snapshot` as in Kafka.
 pub const PRODUCER_SNAPSHOT_SUFFIX: &str = "snapshot";
 
@@ -1014,6 +1019,8 @@ fn producer_snapshots(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
     Ok(snapshots)
 }
 
+/// Lists segment base offsets in `dir`, deleting leftovers that have no log file: index files
+/// of a deleted segment and temporary files of an interrupted checkpoint write.
 fn scan_segment_files(dir: &Path) -> Result<Vec<u64>> {
     let mut bases = Vec::new();
     let mut orphans = Vec::new();

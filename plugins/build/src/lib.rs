@@ -56,8 +56,21 @@ pub fn ensure_target(rustc: &Path) -> anyhow::Result<bool> {
                 sysroot.display()
             )
         })?;
+    // rustup is not safe to run twice at once on one toolchain, and two builds (a terminal and
+    // an editor, two target directories) can both find the target missing: one adds it while
+    // the other waits, then finds it there.
+    let lock_path = std::env::temp_dir().join(format!("weir-rustup-target-add-{toolchain}.lock"));
+    let lock = std::fs::File::create(&lock_path)
+        .with_context(|| format!("creating {}", lock_path.display()))?;
+    lock.lock()
+        .with_context(|| format!("locking {}", lock_path.display()))?;
+    if has_core(&libdir) {
+        return Ok(false);
+    }
+    // rustup's progress goes to stderr: a build script's stdout is read by cargo as directives.
     let status = Command::new(rustup())
         .args(["target", "add", "--toolchain", toolchain, TARGET])
+        .stdout(std::io::stderr())
         .status()
         .with_context(|| {
             format!("running rustup to add {TARGET} to {toolchain}: is rustup on the PATH?")
