@@ -1576,4 +1576,43 @@ mod tests {
             .expect_err("too old");
         assert_eq!(error.kafka_error_code(), ResponseError::InvalidTimestamp);
     }
+
+    /// Snapshots are kept opaque beside the log: the newest at or below the log end is the one
+    /// read, older ones go when a newer is written, ones above the log end (the log was truncated
+    /// under them) are dropped, and an offline log (deleted, its directory perhaps reused) writes
+    /// none. Headers after a snapshot's offset are visited from the right batch on, across
+    /// segments.
+    #[test]
+    fn producer_snapshots_follow_the_log_end_and_headers_are_read_from_an_offset() {
+        let fixture = Fixture::new();
+        let (mut log, _) = fixture.open(small_segments(), LogOpenOptions::default());
+        for _ in 0..6 {
+            log.append(&client_batch(2, 200, NOW_MS), 0)
+                .expect("append");
+        }
+        assert!(log.segment_count() > 2, "the batches span segments");
+        log.write_producer_snapshot(4, b"at four")
+            .expect("snapshot");
+        log.write_producer_snapshot(8, b"at eight")
+            .expect("snapshot");
+        assert_eq!(
+            log.latest_producer_snapshot().expect("read"),
+            Some((8, b"at eight".to_vec()))
+        );
+        let mut bases = Vec::new();
+        log.for_each_batch_header_from(8, |header| bases.push(header.base_offset))
+            .expect("headers");
+        assert_eq!(bases, [8, 10]);
+        log.truncate_to(6).expect("truncate");
+        assert_eq!(
+            log.latest_producer_snapshot().expect("read"),
+            None,
+            "the snapshot at 8 is above the log end 6, and the one at 4 was replaced by it"
+        );
+        log.mark_offline("deleted");
+        assert!(matches!(
+            log.write_producer_snapshot(6, b"late"),
+            Err(LogError::Offline(_))
+        ));
+    }
 }
