@@ -295,17 +295,7 @@ impl Log {
         offset: u64,
         mut visit: impl FnMut(&BatchHeader),
     ) -> Result<()> {
-        // The segment holding `offset` is the last one based at or below it.
-        let first_base = self
-            .segments
-            .range(..=offset)
-            .next_back()
-            .map_or(0, |(base, _)| *base);
-        for segment in self
-            .segments
-            .range(first_base..)
-            .map(|(_, segment)| segment)
-        {
+        for segment in self.segments_from(offset) {
             segment.for_each_header_from(offset, |header| {
                 visit(header);
                 Ok(())
@@ -369,6 +359,18 @@ impl Log {
             .iter()
             .map(|entry| (entry.epoch, entry.start_offset))
             .collect()
+    }
+
+    /// The segment holding `offset` (the last one based at or below it) and every one after it.
+    fn segments_from(&self, offset: u64) -> impl Iterator<Item = &LogSegment> {
+        let first_base = self
+            .segments
+            .range(..=offset)
+            .next_back()
+            .map_or(0, |(base, _)| *base);
+        self.segments
+            .range(first_base..)
+            .map(|(_, segment)| segment)
     }
 
     fn active_segment(&self) -> &LogSegment {
@@ -669,16 +671,7 @@ impl Log {
         if offset >= max_offset {
             return Ok(Bytes::new());
         }
-        let first_base = self
-            .segments
-            .range(..=offset)
-            .next_back()
-            .map_or(0, |(base, _)| *base);
-        for segment in self
-            .segments
-            .range(first_base..)
-            .map(|(_, segment)| segment)
-        {
+        for segment in self.segments_from(offset) {
             if segment.base_offset() >= max_offset {
                 break;
             }
