@@ -23,6 +23,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod controller;
+pub mod encoding;
 pub mod group;
 pub mod policy;
 pub mod protocol;

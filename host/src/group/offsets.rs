@@ -23,6 +23,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+use crate::encoding::{Reader, crc32c};
 use crate::storage::files::write_atomically;
 
 /// The file's name under `log.dirs`. Not a partition directory name (no `-N`), so the log
@@ -173,14 +174,14 @@ impl OffsetRecord {
 
     /// Decodes one record body (after the prefix); `None` when it is malformed.
     fn decode(body: &[u8]) -> Option<OffsetRecord> {
-        let mut reader = Reader { rest: body };
+        let mut reader = Reader::new(body);
         let record = match reader.u8()? {
             KIND_COMMIT => {
                 let group = reader.string()?;
                 let protocol_type = reader.string()?;
                 let count = reader.u32()? as usize;
                 // Each offset takes at least 28 bytes: a count beyond that is corruption.
-                if count > reader.rest.len() / 28 {
+                if count > reader.remaining() / 28 {
                     return None;
                 }
                 let mut offsets = Vec::with_capacity(count);
@@ -221,7 +222,7 @@ impl OffsetRecord {
                 let group = reader.string()?;
                 let count = reader.u32()? as usize;
                 // Each partition takes at least 8 bytes.
-                if count > reader.rest.len() / 8 {
+                if count > reader.remaining() / 8 {
                     return None;
                 }
                 let mut partitions = Vec::with_capacity(count);
@@ -232,51 +233,13 @@ impl OffsetRecord {
             }
             _ => return None,
         };
-        reader.rest.is_empty().then_some(record)
+        (reader.remaining() == 0).then_some(record)
     }
-}
-
-fn crc32c(bytes: &[u8]) -> u32 {
-    crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, bytes) as u32
 }
 
 fn put_str(out: &mut Vec<u8>, text: &str) {
     out.extend_from_slice(&(text.len() as u32).to_be_bytes());
     out.extend_from_slice(text.as_bytes());
-}
-
-struct Reader<'a> {
-    rest: &'a [u8],
-}
-
-impl Reader<'_> {
-    fn take(&mut self, count: usize) -> Option<&[u8]> {
-        if self.rest.len() < count {
-            return None;
-        }
-        let (taken, rest) = self.rest.split_at(count);
-        self.rest = rest;
-        Some(taken)
-    }
-    fn u8(&mut self) -> Option<u8> {
-        Some(self.take(1)?[0])
-    }
-    fn u32(&mut self) -> Option<u32> {
-        Some(u32::from_be_bytes(self.take(4)?.try_into().ok()?))
-    }
-    fn i32(&mut self) -> Option<i32> {
-        Some(i32::from_be_bytes(self.take(4)?.try_into().ok()?))
-    }
-    fn i64(&mut self) -> Option<i64> {
-        Some(i64::from_be_bytes(self.take(8)?.try_into().ok()?))
-    }
-    fn text(&mut self, length: usize) -> Option<String> {
-        String::from_utf8(self.take(length)?.to_vec()).ok()
-    }
-    fn string(&mut self) -> Option<String> {
-        let length = self.u32()? as usize;
-        self.text(length)
-    }
 }
 
 /// Reads every whole, valid record of `bytes` in order. Returns the offsets they leave and the

@@ -7,6 +7,8 @@
 
 use std::collections::{HashMap, VecDeque};
 
+use crate::encoding::{Reader, crc32c};
+
 /// Batches remembered per producer: Kafka's limit on in-flight requests per connection with
 /// idempotence (`max.in.flight.requests.per.connection` <= 5).
 pub const PRODUCER_BATCHES_CACHED_MAX: usize = 5;
@@ -151,16 +153,16 @@ impl ProducerStateTable {
         if crc32c(body) != u32::from_be_bytes(*crc) {
             return None;
         }
-        let mut reader = SnapshotReader(body);
-        if reader.take::<2>().map(u16::from_be_bytes)? != SNAPSHOT_VERSION {
+        let mut reader = Reader::new(body);
+        if reader.u16()? != SNAPSHOT_VERSION {
             return None;
         }
-        let count = reader.take::<4>().map(u32::from_be_bytes)?;
+        let count = reader.u32()?;
         let mut table = ProducerStateTable::default();
         for _ in 0..count {
-            let id = reader.take::<8>().map(i64::from_be_bytes)?;
-            let epoch = reader.take::<2>().map(i16::from_be_bytes)?;
-            let batches = reader.take::<1>()?[0];
+            let id = reader.i64()?;
+            let epoch = reader.i16()?;
+            let batches = reader.u8()?;
             if usize::from(batches) > PRODUCER_BATCHES_CACHED_MAX {
                 return None;
             }
@@ -170,35 +172,20 @@ impl ProducerStateTable {
             };
             for _ in 0..batches {
                 entry.batches.push_back(BatchMetadata {
-                    first_sequence: reader.take::<4>().map(i32::from_be_bytes)?,
-                    last_sequence: reader.take::<4>().map(i32::from_be_bytes)?,
-                    first_offset: reader.take::<8>().map(u64::from_be_bytes)?,
-                    last_offset: reader.take::<8>().map(u64::from_be_bytes)?,
+                    first_sequence: reader.i32()?,
+                    last_sequence: reader.i32()?,
+                    first_offset: reader.u64()?,
+                    last_offset: reader.u64()?,
                 });
             }
             table.producers.insert(id, entry);
         }
-        reader.0.is_empty().then_some(table)
+        (reader.remaining() == 0).then_some(table)
     }
 }
 
 /// Version of the snapshot layout; another version is ignored (the log is read instead).
 const SNAPSHOT_VERSION: u16 = 1;
-
-fn crc32c(bytes: &[u8]) -> u32 {
-    crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, bytes) as u32
-}
-
-/// Reads fixed-size fields off the front of a snapshot.
-struct SnapshotReader<'a>(&'a [u8]);
-
-impl SnapshotReader<'_> {
-    fn take<const N: usize>(&mut self) -> Option<[u8; N]> {
-        let (field, rest) = self.0.split_first_chunk::<N>()?;
-        self.0 = rest;
-        Some(*field)
-    }
-}
 
 #[cfg(test)]
 mod tests {

@@ -176,11 +176,7 @@ impl BatchHeader {
 
 /// CRC-32C over attributes..end, the part of the batch the producer seals.
 pub fn compute_crc(batch: &[u8]) -> u32 {
-    // CRC-32C is the iSCSI polynomial; the checksum is 32 bits wide.
-    crc_fast::checksum(
-        crc_fast::CrcAlgorithm::Crc32Iscsi,
-        &batch[ATTRIBUTES_OFFSET..],
-    ) as u32
+    crate::encoding::crc32c(&batch[ATTRIBUTES_OFFSET..])
 }
 
 /// The first 16 bytes of a stored batch: everything the leader rewrites, the rest stays as received.
