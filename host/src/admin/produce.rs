@@ -193,21 +193,22 @@ pub async fn handle(
         (0..request.records.len()).map(|_| None).collect();
     let mut first_error: Option<(u32, ProduceError)> = None;
     for (partition_index, indices) in by_partition {
-        let Some(partition) = broker.partition(&topic.name, partition_index as i32) else {
-            let error = ProduceError::kafka(
-                ResponseError::UnknownTopicOrPartition,
-                format!("partition {partition_index} is not hosted here"),
-            );
-            for &index in &indices {
-                outcomes[index] = Some(Err(error.clone()));
-            }
-            first_error.get_or_insert((partition_index, error));
-            continue;
-        };
-        let max_batch_bytes = match partition.log() {
-            Ok(log) => log.config().max_message_bytes,
+        // Not hosted here, or its log out of service: every record for it fails alike.
+        let writable = broker
+            .partition(&topic.name, partition_index as i32)
+            .ok_or_else(|| {
+                ProduceError::kafka(
+                    ResponseError::UnknownTopicOrPartition,
+                    format!("partition {partition_index} is not hosted here"),
+                )
+            })
+            .and_then(|partition| {
+                let max_batch_bytes = partition.log()?.config().max_message_bytes;
+                Ok((partition, max_batch_bytes))
+            });
+        let (partition, max_batch_bytes) = match writable {
+            Ok(writable) => writable,
             Err(error) => {
-                let error = ProduceError::from(error);
                 for &index in &indices {
                     outcomes[index] = Some(Err(error.clone()));
                 }

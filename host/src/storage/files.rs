@@ -88,6 +88,15 @@ impl FileHandleCache {
 /// Replaces `path` with `contents` so that a crash leaves either the old or the new file, never a
 /// mix: write a temporary file, fsync it, rename it over the target, fsync the directory.
 pub fn write_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
+    replace_file(path, contents, true)?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
+/// Replaces `path` with `contents` by writing `<path>.tmp` and renaming it over the target, so a
+/// reader never sees a half-written file. Without `durable` nothing is fsynced: after a crash the
+/// file may be old, new, empty or torn, which suits files checked on read and cheap to lose (a
+/// producer-state snapshot, which fails its CRC and is replaced by reading the log).
+pub fn replace_file(path: &Path, contents: &[u8], durable: bool) -> io::Result<()> {
     let mut temporary = path.as_os_str().to_owned();
     temporary.push(".tmp");
     let temporary = PathBuf::from(temporary);
@@ -98,10 +107,11 @@ pub fn write_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
             .truncate(true)
             .open(&temporary)?;
         file.write_all(contents)?;
-        file.sync_all()?;
+        if durable {
+            file.sync_all()?;
+        }
     }
-    std::fs::rename(&temporary, path)?;
-    sync_dir(path.parent().unwrap_or(Path::new(".")))
+    std::fs::rename(&temporary, path)
 }
 
 /// fsync a directory so a create, rename or delete in it is durable.

@@ -14,7 +14,7 @@ use super::batch::{AppendOrigin, BatchHeader, patched_prefix, validate_record_se
 use super::config::LogConfig;
 use super::epoch_cache::LeaderEpochCache;
 use super::error::{BatchError, IoContext, LogError, Result};
-use super::files::{FileHandleCache, sync_dir};
+use super::files::{FileHandleCache, replace_file, sync_dir};
 use super::records::{decode_records, first_record_at_or_after};
 use super::segment::{
     BatchPosition, BatchToAppend, LOG_SUFFIX, LogSegment, TIME_INDEX_SUFFIX, segment_path,
@@ -313,13 +313,10 @@ impl Log {
         // offline log writes nothing there.
         self.check_online()?;
         let path = segment_path(&self.dir, offset, PRODUCER_SNAPSHOT_SUFFIX);
-        // Replaced by rename but not fsynced: a snapshot only saves reading headers, and one that
-        // a crash leaves torn or empty fails its CRC and the log is read instead. So the appends
-        // this runs between (it holds the log) never wait for a disk flush.
-        let mut temporary = path.as_os_str().to_owned();
-        temporary.push(".tmp");
-        std::fs::write(&temporary, bytes).at(&path)?;
-        std::fs::rename(&temporary, &path).at(&path)?;
+        // Not fsynced: a snapshot only saves reading headers, and one that a crash leaves torn or
+        // empty fails its CRC and the log is read instead. So the appends this runs between (it
+        // holds the log) never wait for a disk flush.
+        replace_file(&path, bytes, false).at(&path)?;
         for (older, path) in producer_snapshots(&self.dir)? {
             if older < offset {
                 std::fs::remove_file(&path).at(&path)?;
@@ -333,11 +330,16 @@ impl Log {
     /// them describing batches the log no longer has.
     pub fn latest_producer_snapshot(&mut self) -> Result<Option<(u64, Vec<u8>)>> {
         let log_end_offset = self.log_end_offset();
-        self.delete_producer_snapshots_above(log_end_offset)?;
-        let Some((offset, path)) = producer_snapshots(&self.dir)?
-            .into_iter()
-            .rfind(|(offset, _)| *offset <= log_end_offset)
-        else {
+        let mut newest = None;
+        for (offset, path) in producer_snapshots(&self.dir)? {
+            if offset > log_end_offset {
+                std::fs::remove_file(&path).at(&path)?;
+            } else {
+                // Oldest first: the last one kept is the newest.
+                newest = Some((offset, path));
+            }
+        }
+        let Some((offset, path)) = newest else {
             return Ok(None);
         };
         let bytes = std::fs::read(&path).at(&path)?;
