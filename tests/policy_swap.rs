@@ -338,11 +338,11 @@ fn acks_plugin_swapped_under_a_real_acks_all_producer_loses_nothing() {
     use rdkafka::consumer::Consumer;
     use rdkafka::producer::{FutureProducer, FutureRecord};
     use rdkafka_clients::{TIMEOUT, admin_options, assigned_consumer, block_on, runtime};
-    use weir_tests::broker::{BrokerProcess, free_port};
+    use weir_tests::broker::BrokerProcess;
 
-    let admin_port = free_port();
-    let admin_listener = format!("admin.listener=127.0.0.1:{admin_port}");
-    let broker = BrokerProcess::start(&[&admin_listener]).expect("start the broker");
+    // The broker's own admin listener: a second port picked here could equal its Kafka port.
+    let broker = BrokerProcess::start(&[]).expect("start the broker");
+    let admin_port = broker.admin_port;
     // The admin API listens once the broker does; poll it.
     let deadline = Instant::now() + TIMEOUT;
     loop {

@@ -83,10 +83,23 @@ pub fn run_weir(args: &[&str], stdin: &str) -> anyhow::Result<std::process::Outp
 
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .expect("an ephemeral port")
+    let [port] = free_ports();
+    port
+}
+
+/// `N` distinct free ports. Every listener is held until all are bound: ports taken one after
+/// another can come back equal, since the kernel may hand out a just-released port again (a
+/// broker's Kafka and admin listeners once collided that way).
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    let listeners: Vec<TcpListener> = (0..N)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("an ephemeral port"))
+        .collect();
+    std::array::from_fn(|index| {
+        listeners[index]
+            .local_addr()
+            .expect("a bound listener's address")
+            .port()
+    })
 }
 
 #[derive(Debug)]
@@ -113,10 +126,11 @@ impl BrokerProcess {
     pub fn start_with_args(extra_config: &[&str], extra_args: &[&str]) -> anyhow::Result<Self> {
         let temp = tempfile::tempdir()?;
         let data_dir = temp.path().join("data");
+        let [port, admin_port] = free_ports();
         let mut broker = BrokerProcess {
             child: None,
-            port: free_port(),
-            admin_port: free_port(),
+            port,
+            admin_port,
             log_path: temp.path().join("broker.log"),
             data_dir,
             extra_config: extra_config.iter().map(|item| item.to_string()).collect(),
