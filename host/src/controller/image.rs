@@ -127,27 +127,90 @@ impl MetadataImage {
         self.configs.get(resource)
     }
 
-    /// The image after `records` (each with its log offset, in order), and what changed. On a
-    /// refused record the error names it and `self` is untouched.
+    /// The image after one committed log entry: `records` at `offset`, applied all or nothing
+    /// (an entry is one controller decision, e.g. a topic and its partitions), and what changed.
+    /// On a refused record the error names it and `self` is untouched.
     pub fn apply<'a>(
         &self,
-        records: impl IntoIterator<Item = (u64, &'a MetadataRecord)>,
+        offset: u64,
+        records: impl IntoIterator<Item = &'a MetadataRecord>,
     ) -> Result<(MetadataImage, MetadataDelta), ImageError> {
-        // One copy of the maps for the whole batch: Arc::make_mut copies a shared map once and
+        if self.offset.is_some_and(|applied| offset <= applied) {
+            return Err(ImageError::OutOfOrder {
+                offset,
+                image_offset: self.offset.unwrap_or_default(),
+            });
+        }
+        // One copy of the maps for the whole entry: Arc::make_mut copies a shared map once and
         // then mutates it in place; untouched topics stay shared with `self`.
         let mut next = self.clone();
         let mut delta = MetadataDelta::default();
-        for (offset, record) in records {
-            if next.offset.is_some_and(|applied| offset <= applied) {
-                return Err(ImageError::OutOfOrder {
-                    offset,
-                    image_offset: next.offset.unwrap_or_default(),
+        for record in records {
+            next.apply_one(&record.change, &mut delta)?;
+        }
+        next.offset = Some(offset);
+        Ok((next, delta))
+    }
+
+    /// Moves the image to `offset` with nothing changed: a log entry that carries no records
+    /// (Raft's own entries: a leader's first blank entry, membership changes).
+    pub fn advance(&self, offset: u64) -> MetadataImage {
+        let mut next = self.clone();
+        next.offset = Some(next.offset.map_or(offset, |applied| applied.max(offset)));
+        next
+    }
+
+    /// Records that rebuild this image from an empty one (a snapshot of the metadata log, as
+    /// KRaft's snapshots are records too): brokers with their fencing, topics, partitions with
+    /// their epochs, configs. Topics in name order so a snapshot of the same image is the same
+    /// bytes on every node.
+    pub fn to_records(&self) -> Vec<MetadataRecord> {
+        let mut changes = Vec::new();
+        for broker in self.brokers.values() {
+            changes.push(Change::RegisterBroker {
+                broker_id: broker.broker_id,
+                incarnation_id: broker.incarnation_id,
+                broker_epoch: broker.broker_epoch,
+                endpoints: broker.endpoints.clone(),
+                rack: broker.rack.clone(),
+            });
+            if !broker.fenced {
+                changes.push(Change::UnfenceBroker {
+                    broker_id: broker.broker_id,
+                    broker_epoch: broker.broker_epoch,
                 });
             }
-            next.apply_one(&record.change, &mut delta)?;
-            next.offset = Some(offset);
         }
-        Ok((next, delta))
+        let mut names: Vec<(&String, &Uuid)> = self.topic_ids.iter().collect();
+        names.sort();
+        for (name, topic_id) in names {
+            changes.push(Change::Topic {
+                name: name.clone(),
+                topic_id: *topic_id,
+            });
+            for (partition, registration) in &self.topics[topic_id].partitions {
+                changes.push(Change::Partition {
+                    topic_id: *topic_id,
+                    partition: *partition,
+                    replicas: registration.replicas.clone(),
+                    isr: registration.isr.clone(),
+                    leader: registration.leader,
+                    elr: registration.elr.clone(),
+                    leader_epoch: registration.leader_epoch,
+                    partition_epoch: registration.partition_epoch,
+                });
+            }
+        }
+        for (resource, keys) in self.configs.iter() {
+            for (key, value) in keys {
+                changes.push(Change::Config {
+                    resource: resource.clone(),
+                    key: key.clone(),
+                    value: Some(value.clone()),
+                });
+            }
+        }
+        changes.into_iter().map(MetadataRecord::new).collect()
     }
 
     fn apply_one(&mut self, change: &Change, delta: &mut MetadataDelta) -> Result<(), ImageError> {
@@ -231,6 +294,9 @@ impl MetadataImage {
                 replicas,
                 isr,
                 leader,
+                elr,
+                leader_epoch,
+                partition_epoch,
             } => {
                 let invalid = |problem: String| ImageError::InvalidPartition {
                     topic_id: *topic_id,
@@ -244,10 +310,10 @@ impl MetadataImage {
                 let registration = PartitionRegistration {
                     replicas: replicas.clone(),
                     isr: isr.clone(),
-                    elr: Vec::new(),
+                    elr: elr.clone(),
                     leader: *leader,
-                    leader_epoch: 0,
-                    partition_epoch: 0,
+                    leader_epoch: *leader_epoch,
+                    partition_epoch: *partition_epoch,
                 };
                 check_registration(&registration).map_err(invalid)?;
                 topic.partitions.insert(*partition, registration);
@@ -420,6 +486,9 @@ mod tests {
             replicas: replicas.to_vec(),
             isr: replicas.to_vec(),
             leader,
+            elr: Vec::new(),
+            leader_epoch: 0,
+            partition_epoch: 0,
         }
     }
 
@@ -449,16 +518,14 @@ mod tests {
         ]
     }
 
+    /// Applies each change as its own log entry, at the offsets after the image's.
     fn apply(image: &MetadataImage, changes: Vec<Change>) -> Result<MetadataImage, ImageError> {
-        let first = image.offset().map_or(0, |offset| offset + 1);
-        let records: Vec<(u64, MetadataRecord)> = changes
-            .into_iter()
-            .enumerate()
-            .map(|(index, change)| (first + index as u64, MetadataRecord::new(change)))
-            .collect();
-        image
-            .apply(records.iter().map(|(offset, record)| (*offset, record)))
-            .map(|(image, _)| image)
+        let mut image = image.clone();
+        for change in changes {
+            let offset = image.offset().map_or(0, |offset| offset + 1);
+            image = image.apply(offset, [&MetadataRecord::new(change)])?.0;
+        }
+        Ok(image)
     }
 
     /// (after how many records of the walk-through, leader, leader epoch, partition epoch, ISR)
@@ -574,7 +641,7 @@ mod tests {
         }
         let replayed = MetadataRecord::new(register(4, 1));
         assert_eq!(
-            base.apply([(3, &replayed)]).err(),
+            base.apply(3, [&replayed]).err(),
             Some(ImageError::OutOfOrder {
                 offset: 3,
                 image_offset: 7
@@ -607,7 +674,7 @@ mod tests {
             vec![register(1, 10), topic("kept", OTHER)],
         )
         .expect("base");
-        let records: Vec<(u64, MetadataRecord)> = [
+        let records: Vec<MetadataRecord> = [
             topic("first", TOPIC),
             partition(0, &[1], 1),
             Change::Config {
@@ -618,12 +685,9 @@ mod tests {
             Change::RemoveTopic { topic_id: TOPIC },
         ]
         .into_iter()
-        .enumerate()
-        .map(|(index, change)| (2 + index as u64, MetadataRecord::new(change)))
+        .map(MetadataRecord::new)
         .collect();
-        let (image, delta) = base
-            .apply(records.iter().map(|(offset, record)| (*offset, record)))
-            .expect("applies");
+        let (image, delta) = base.apply(2, &records).expect("applies as one entry");
         assert!(image.topic_by_name("first").is_none());
         assert!(image.topic(TOPIC).is_none());
         assert!(
@@ -644,5 +708,44 @@ mod tests {
             base.topic(OTHER).expect("kept"),
             image.topic(OTHER).expect("kept")
         ));
+    }
+
+    #[test]
+    fn a_snapshot_of_records_rebuilds_the_same_image() {
+        let mut changes = walk_through();
+        changes.extend([
+            Change::UnfenceBroker {
+                broker_id: 2,
+                broker_epoch: 11,
+            },
+            Change::Config {
+                resource: ConfigResource::Topic("first".into()),
+                key: "retention.ms".into(),
+                value: Some("1000".into()),
+            },
+            topic("second", OTHER),
+        ]);
+        let image = apply(&MetadataImage::default(), changes).expect("applies");
+        let snapshot = image.to_records();
+        let (restored, _) = MetadataImage::default()
+            .apply(image.offset().expect("offset"), &snapshot)
+            .expect("a snapshot applies to an empty image");
+        assert_eq!(restored.offset(), image.offset());
+        assert_eq!(restored.to_records(), snapshot);
+        let registration = &restored.topic_by_name("first").expect("first").partitions[&0];
+        assert_eq!(
+            (
+                registration.leader,
+                registration.leader_epoch,
+                registration.partition_epoch
+            ),
+            (1, 2, 3)
+        );
+        assert!(!restored.broker(2).expect("2").fenced);
+        assert!(restored.broker(1).expect("1").fenced);
+        assert_eq!(
+            restored.configs(&ConfigResource::Topic("first".into())),
+            image.configs(&ConfigResource::Topic("first".into()))
+        );
     }
 }

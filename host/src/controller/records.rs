@@ -105,13 +105,20 @@ pub enum Change {
         name: String,
         topic_id: Uuid,
     },
-    /// A partition as created: replicas in assigned order, the first one leading at epoch 0.
+    /// A partition as created (replicas in assigned order, the first one leading at epoch 0), or
+    /// as a snapshot restores it, with its epochs and ELR.
     Partition {
         topic_id: Uuid,
         partition: u32,
         replicas: Vec<BrokerId>,
         isr: Vec<BrokerId>,
         leader: BrokerId,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        elr: Vec<BrokerId>,
+        #[serde(default, skip_serializing_if = "is_zero")]
+        leader_epoch: i32,
+        #[serde(default, skip_serializing_if = "is_zero")]
+        partition_epoch: i32,
     },
     /// Kafka's `PartitionChangeRecord`: only the fields that change are present. Any change
     /// bumps the partition epoch; a new leader also bumps the leader epoch.
@@ -135,6 +142,10 @@ pub enum Change {
     RemoveTopic {
         topic_id: Uuid,
     },
+}
+
+fn is_zero(epoch: &i32) -> bool {
+    *epoch == 0
 }
 
 #[cfg(test)]
