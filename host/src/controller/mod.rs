@@ -8,4 +8,5 @@
 
 pub mod election;
 pub mod image;
+pub mod quorum;
 pub mod records;
