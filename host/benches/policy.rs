@@ -28,7 +28,7 @@
 //!    private `instantiate` does), `Plugin::from_component` and dropping a `Plugin`, install,
 //!    and swaps: `Policies::activate` of an installed version and of the built-in, the first
 //!    call on the new version, and what a thread calling all along sees meanwhile.
-//! 4. Produce throughput in process: a real broker (`Broker::open` in a temporary directory),
+//! 4. Produce throughput in process: a real broker (`Broker::start` in a temporary directory),
 //!    batches of 1 KiB records through `Partition::produce` with the WASM acks plugin and with
 //!    the native acks logic (`weir_acks_default::decide` behind a field-by-field conversion),
 //!    acks=1 and acks=-1, on a tokio current-thread runtime, for two batch sizes: 16 KiB (the
@@ -1318,10 +1318,10 @@ async fn produce_batches(
 fn produce_throughput(scale: Scale, scratch: &Path, rows: &mut Vec<Row>) -> anyhow::Result<()> {
     let data = scratch.join("broker");
     let config = BrokerConfig::load(None, &[format!("log.dirs={}", data.display())])?;
-    let broker = Broker::open(config)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()?;
+    let broker = runtime.block_on(Broker::start(config))?;
     for records_per_batch in RECORDS_PER_BATCH {
         let batch = producer_batch(records_per_batch)?;
         let batches_per_block = (scale.produce_block_bytes / batch.len()).max(1);

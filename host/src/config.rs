@@ -31,11 +31,61 @@ pub enum ConfigError {
 /// (key, default, what it means). Kafka's names; keys marked "log." are the broker-wide defaults
 /// of the topic configs of the same meaning.
 pub const KEYS: &[(&str, &str, &str)] = &[
-    ("node.id", "1", "this broker's id"),
+    (
+        "node.id",
+        "1",
+        "this node's id: broker id and controller quorum voter id",
+    ),
+    (
+        "process.roles",
+        "broker,controller",
+        "what this node is: broker, controller, or both (combined mode)",
+    ),
     (
         "listeners",
         "PLAINTEXT://127.0.0.1:9092",
-        "address the Kafka listener binds",
+        "NAME://host:port, comma-separated: PLAINTEXT for clients, a controller listener \
+         (controller.listener.names) for the quorum",
+    ),
+    (
+        "controller.listener.names",
+        "CONTROLLER",
+        "the listener in `listeners` the controller quorum's RPCs use",
+    ),
+    (
+        "controller.quorum.voters",
+        "",
+        "id@host:port,... of every controller; empty: this node alone (a one-node cluster)",
+    ),
+    (
+        "controller.quorum.election.timeout.ms",
+        "1000",
+        "time without a controller after which a voter starts an election",
+    ),
+    (
+        "metadata.log.dir",
+        "",
+        "directory of the metadata log (__cluster_metadata); empty: under the first of log.dirs",
+    ),
+    (
+        "metadata.log.max.entries.between.snapshots",
+        "1000",
+        "metadata log entries after which a snapshot is taken and the log before it dropped",
+    ),
+    (
+        "broker.rack",
+        "",
+        "rack of this broker, for rack-aware replica placement",
+    ),
+    (
+        "broker.heartbeat.interval.ms",
+        crate::controller::quorum::lifecycle::HEARTBEAT_INTERVAL_MS_DEFAULT,
+        "how often a broker heartbeats to the active controller (Kafka: 2000)",
+    ),
+    (
+        "broker.session.timeout.ms",
+        crate::controller::quorum::lifecycle::SESSION_TIMEOUT_MS_DEFAULT,
+        "heartbeat silence after which the controller fences a broker (Kafka: 9000)",
     ),
     (
         "advertised.listeners",
@@ -241,7 +291,18 @@ pub fn broker_key_for_topic_config(topic_key: &str) -> Option<&'static str> {
 pub struct BrokerConfig {
     values: BTreeMap<String, String>,
     pub node_id: i32,
+    /// The Kafka (PLAINTEXT) listener.
     pub listener: SocketAddr,
+    /// The controller quorum's: where peers' Raft RPCs arrive. Required when there are peers.
+    pub controller_listener: Option<SocketAddr>,
+    /// `controller.quorum.voters`: every voter's id and controller address. Empty means this
+    /// node alone, a one-voter quorum.
+    pub quorum_voters: BTreeMap<i32, String>,
+    pub quorum_election_timeout: std::time::Duration,
+    pub metadata_dir: PathBuf,
+    pub metadata_snapshot_interval: u64,
+    pub rack: Option<String>,
+    pub lifecycle: crate::controller::quorum::lifecycle::LifecycleTimes,
     pub advertised_host: String,
     pub advertised_port: u16,
     pub log_dir: PathBuf,
@@ -329,9 +390,89 @@ impl BrokerConfig {
                 ms => Ok(std::time::Duration::from_millis(ms)),
             }
         };
-        let listener_text = get("listeners");
-        let listener =
-            parse_listener(&listener_text).map_err(|message| invalid("listeners", message))?;
+        let controller_names: Vec<String> = get("controller.listener.names")
+            .split(',')
+            .map(|name| name.trim().to_string())
+            .filter(|name| !name.is_empty())
+            .collect();
+        let listeners = parse_listeners(&get("listeners"), &controller_names)
+            .map_err(|message| invalid("listeners", message))?;
+        let listener = listeners.plaintext;
+        let node_id: i32 = number("node.id", &get("node.id"))?;
+        if node_id < 0 {
+            return Err(invalid("node.id", "must not be negative".to_string()));
+        }
+        let roles: Vec<String> = get("process.roles")
+            .split(',')
+            .map(|role| role.trim().to_string())
+            .collect();
+        if let Some(unknown) = roles
+            .iter()
+            .find(|role| *role != "broker" && *role != "controller")
+        {
+            return Err(invalid(
+                "process.roles",
+                format!("'{unknown}' is not broker or controller"),
+            ));
+        }
+        if !(roles.iter().any(|role| role == "broker")
+            && roles.iter().any(|role| role == "controller"))
+        {
+            // Dedicated brokers follow the metadata log as Raft learners and dedicated
+            // controllers serve no clients; neither exists yet. Refuse instead of half-running.
+            return Err(invalid(
+                "process.roles",
+                "only combined mode (broker,controller) is supported so far".to_string(),
+            ));
+        }
+        let quorum_voters = parse_voters(&get("controller.quorum.voters"))
+            .map_err(|message| invalid("controller.quorum.voters", message))?;
+        if !quorum_voters.is_empty() {
+            if !quorum_voters.contains_key(&node_id) {
+                return Err(invalid(
+                    "controller.quorum.voters",
+                    format!("does not list this node (node.id={node_id})"),
+                ));
+            }
+            if listeners.controller.is_none() {
+                return Err(invalid(
+                    "listeners",
+                    format!(
+                        "a voter of a quorum with peers needs a controller listener ({}://host:port)",
+                        controller_names
+                            .first()
+                            .map_or("CONTROLLER", String::as_str)
+                    ),
+                ));
+            }
+        }
+        let quorum_election_timeout = positive_ms("controller.quorum.election.timeout.ms")?;
+        let metadata_snapshot_interval: u64 = number(
+            "metadata.log.max.entries.between.snapshots",
+            &get("metadata.log.max.entries.between.snapshots"),
+        )?;
+        if metadata_snapshot_interval == 0 {
+            return Err(invalid(
+                "metadata.log.max.entries.between.snapshots",
+                "must be at least 1".to_string(),
+            ));
+        }
+        let log_dir = PathBuf::from(get("log.dirs").split(',').next().unwrap_or_default().trim());
+        let metadata_dir = match get("metadata.log.dir").trim() {
+            "" => log_dir.join(crate::controller::quorum::METADATA_DIR),
+            dir => PathBuf::from(dir),
+        };
+        let lifecycle = crate::controller::quorum::lifecycle::LifecycleTimes {
+            heartbeat_interval: positive_ms("broker.heartbeat.interval.ms")?,
+            session_timeout: positive_ms("broker.session.timeout.ms")?,
+        };
+        if lifecycle.session_timeout <= lifecycle.heartbeat_interval {
+            return Err(invalid(
+                "broker.session.timeout.ms",
+                "must exceed broker.heartbeat.interval.ms".to_string(),
+            ));
+        }
+        let rack = Some(get("broker.rack").trim().to_string()).filter(|rack| !rack.is_empty());
         let advertised_text = get("advertised.listeners");
         let (advertised_host, advertised_port) = if advertised_text.is_empty() {
             (listener.ip().to_string(), listener.port())
@@ -360,11 +501,18 @@ impl BrokerConfig {
             return Err(invalid("num.partitions", "must be at least 1".to_string()));
         }
         Ok(BrokerConfig {
-            node_id: number("node.id", &get("node.id"))?,
+            node_id,
             listener,
+            controller_listener: listeners.controller,
+            quorum_voters,
+            quorum_election_timeout,
+            metadata_dir,
+            metadata_snapshot_interval,
+            rack,
+            lifecycle,
             advertised_host,
             advertised_port,
-            log_dir: PathBuf::from(get("log.dirs").split(',').next().unwrap_or_default().trim()),
+            log_dir,
             num_partitions,
             default_replication_factor: number(
                 "default.replication.factor",
@@ -493,9 +641,49 @@ fn flatten(prefix: &str, value: &toml::Value, out: &mut BTreeMap<String, String>
 }
 
 /// `PLAINTEXT://host:port` (the only listener Weir speaks) or `host:port`.
-fn parse_listener(text: &str) -> Result<SocketAddr, String> {
-    let first = text.split(',').next().unwrap_or_default().trim();
-    let (host, port) = parse_host_port(first)?;
+/// The listeners this node binds, by role.
+struct Listeners {
+    plaintext: SocketAddr,
+    controller: Option<SocketAddr>,
+}
+
+/// `NAME://host:port,...`: one PLAINTEXT listener (a bare `host:port` is PLAINTEXT), at most
+/// one named in `controller.listener.names`.
+fn parse_listeners(text: &str, controller_names: &[String]) -> Result<Listeners, String> {
+    let mut plaintext = None;
+    let mut controller = None;
+    for item in text
+        .split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+    {
+        let (name, address) = item.split_once("://").unwrap_or(("PLAINTEXT", item));
+        let slot = if controller_names.iter().any(|known| known == name) {
+            &mut controller
+        } else if name == "PLAINTEXT" {
+            &mut plaintext
+        } else {
+            return Err(format!(
+                "listener {name} is not supported; use PLAINTEXT for clients and {} for the \
+                 controller (controller.listener.names)",
+                controller_names
+                    .first()
+                    .map_or("CONTROLLER", String::as_str)
+            ));
+        };
+        if slot.is_some() {
+            return Err(format!("listener {name} is named twice"));
+        }
+        *slot = Some(resolve(address)?);
+    }
+    Ok(Listeners {
+        plaintext: plaintext.ok_or("no PLAINTEXT listener (PLAINTEXT://host:port)")?,
+        controller,
+    })
+}
+
+fn resolve(address: &str) -> Result<SocketAddr, String> {
+    let (host, port) = parse_host_port(address)?;
     let host = if host.is_empty() {
         "0.0.0.0".to_string()
     } else {
@@ -509,7 +697,34 @@ fn parse_listener(text: &str) -> Result<SocketAddr, String> {
                 .and_then(|mut addresses| addresses.next())
                 .ok_or(())
         })
-        .map_err(|_| format!("cannot resolve '{first}'"))
+        .map_err(|_| format!("cannot resolve '{address}'"))
+}
+
+/// `controller.quorum.voters`: `id@host:port,...`, ids distinct.
+fn parse_voters(text: &str) -> Result<BTreeMap<i32, String>, String> {
+    let mut voters = BTreeMap::new();
+    for item in text
+        .split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+    {
+        let (id, address) = item
+            .split_once('@')
+            .ok_or_else(|| format!("'{item}' is not id@host:port"))?;
+        let id: i32 = id
+            .parse()
+            .ok()
+            .filter(|id| *id >= 0)
+            .ok_or_else(|| format!("'{id}' in '{item}' is not a node id"))?;
+        let (host, port) = parse_host_port(address)?;
+        if host.is_empty() {
+            return Err(format!("'{item}' names no host"));
+        }
+        if voters.insert(id, format!("{host}:{port}")).is_some() {
+            return Err(format!("voter {id} is listed twice"));
+        }
+    }
+    Ok(voters)
 }
 
 fn parse_host_port(text: &str) -> Result<(String, u16), String> {
@@ -589,5 +804,69 @@ mod tests {
         assert!(error.to_string().contains("group.max.size"), "{error}");
         let config = BrokerConfig::load(None, &["group.max.size=3".to_string()]).expect("3");
         assert_eq!(config.group.max_size, 3);
+    }
+
+    /// (overrides, the key the error must name; None: accepted)
+    #[test]
+    fn cluster_settings_are_checked_together() {
+        let voters = "controller.quorum.voters=1@127.0.0.1:9093,2@127.0.0.1:9094";
+        let both = "listeners=PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093";
+        let table: &[(&[&str], Option<&str>)] = &[
+            (&[], None),
+            (&[voters, both], None),
+            (&[voters], Some("listeners")),
+            (
+                &[voters, both, "node.id=3"],
+                Some("controller.quorum.voters"),
+            ),
+            (
+                &["controller.quorum.voters=1@:9093"],
+                Some("controller.quorum.voters"),
+            ),
+            (
+                &["controller.quorum.voters=x@h:1"],
+                Some("controller.quorum.voters"),
+            ),
+            (
+                &["controller.quorum.voters=1@h:1,1@h:2"],
+                Some("controller.quorum.voters"),
+            ),
+            (&["listeners=SASL://h:1"], Some("listeners")),
+            (&["listeners=CONTROLLER://h:1"], Some("listeners")),
+            (&["process.roles=broker"], Some("process.roles")),
+            (&["process.roles=broker,leader"], Some("process.roles")),
+            (&["node.id=-1"], Some("node.id")),
+            (
+                &[
+                    "broker.session.timeout.ms=100",
+                    "broker.heartbeat.interval.ms=100",
+                ],
+                Some("broker.session.timeout.ms"),
+            ),
+            (
+                &["metadata.log.max.entries.between.snapshots=0"],
+                Some("metadata.log.max.entries.between.snapshots"),
+            ),
+        ];
+        for (overrides, named) in table {
+            let overrides: Vec<String> = overrides.iter().map(|item| item.to_string()).collect();
+            match (BrokerConfig::load(None, &overrides), named) {
+                (Ok(_), None) => {}
+                (Err(error), Some(key)) => {
+                    assert!(error.to_string().contains(key), "{overrides:?}: {error}")
+                }
+                (outcome, _) => panic!("{overrides:?}: {outcome:?}"),
+            }
+        }
+        let config =
+            BrokerConfig::load(None, &[voters.into(), both.into(), "broker.rack=r1".into()])
+                .expect("a voter with its controller listener");
+        assert_eq!(config.controller_listener.map(|a| a.port()), Some(9093));
+        assert_eq!(config.quorum_voters.len(), 2);
+        assert_eq!(config.rack.as_deref(), Some("r1"));
+        assert_eq!(
+            BrokerConfig::default().metadata_dir,
+            PathBuf::from("./weir-data/__cluster_metadata")
+        );
     }
 }

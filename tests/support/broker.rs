@@ -172,7 +172,7 @@ impl BrokerProcess {
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", "info,openraft=warn")
             .spawn()
             .context("starting weir serve")?;
         self.child = Some(child);

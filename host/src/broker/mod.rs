@@ -13,6 +13,8 @@ use uuid::Uuid;
 
 use crate::clock::SystemClock;
 use crate::config::BrokerConfig;
+use crate::controller::quorum::{NodeId, Quorum, QuorumConfig};
+use crate::controller::records::{BrokerId, Endpoint};
 use crate::replication::Partition;
 use crate::storage::{LogConfig, LogManager, TopicPartition};
 use topics::{MIN_INSYNC_REPLICAS, TopicRecord, TopicStore, topic_log_config, validate_topic_name};
@@ -63,12 +65,44 @@ pub struct Broker {
     pub policies: Arc<crate::policy::Policies>,
     /// Consumer groups and committed offsets (the group room).
     pub groups: crate::group::GroupCoordinator,
+    /// This node's member of the controller quorum and its view of the cluster metadata.
+    pub quorum: Arc<Quorum>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// How this node takes part in the controller quorum, from its config: with no
+/// `controller.quorum.voters`, a quorum of itself alone.
+pub fn quorum_config(config: &BrokerConfig) -> QuorumConfig {
+    let node_id = config.node_id as NodeId;
+    let voters = if config.quorum_voters.is_empty() {
+        [(node_id, String::new())].into()
+    } else {
+        config
+            .quorum_voters
+            .iter()
+            .map(|(id, address)| (*id as NodeId, address.clone()))
+            .collect()
+    };
+    QuorumConfig {
+        node_id,
+        dir: config.metadata_dir.clone(),
+        voters,
+        listener: if config.quorum_voters.is_empty() {
+            None
+        } else {
+            config.controller_listener
+        },
+        // Elections start after 3 to 6 heartbeats of silence: Kafka's election timeout is
+        // the lower end.
+        heartbeat_interval: config.quorum_election_timeout / 3,
+        snapshot_every: config.metadata_snapshot_interval,
+        lifecycle: config.lifecycle,
+    }
 }
 
 /// The plugin registry's directory under `log.dirs` (not a partition name: it has no `-N`).
@@ -109,7 +143,20 @@ impl Broker {
     }
 
     /// Opens the data directory: topic metadata, then every partition log (recovering as needed).
-    pub fn open(config: BrokerConfig) -> anyhow::Result<Arc<Broker>> {
+    /// Starts this node's member of the controller quorum, then opens the broker.
+    pub async fn start(config: BrokerConfig) -> anyhow::Result<Arc<Broker>> {
+        let quorum = Quorum::start(quorum_config(&config)).await?;
+        let opening = quorum.clone();
+        match tokio::task::spawn_blocking(move || Broker::open(config, opening)).await? {
+            Ok(broker) => Ok(broker),
+            Err(error) => {
+                quorum.shutdown().await;
+                Err(error)
+            }
+        }
+    }
+
+    pub fn open(config: BrokerConfig, quorum: Arc<Quorum>) -> anyhow::Result<Arc<Broker>> {
         std::fs::create_dir_all(&config.log_dir).map_err(|error| {
             anyhow::anyhow!(
                 "cannot create log.dirs {}: {error}",
@@ -145,6 +192,7 @@ impl Broker {
             partitions: RwLock::new(HashMap::new()),
             policies,
             groups,
+            quorum,
         };
         let topics: Vec<TopicRecord> = lock(&broker.store).all().cloned().collect();
         for topic in topics {
@@ -175,6 +223,53 @@ impl Broker {
                 .insert(tp, partition);
         }
         Ok(())
+    }
+
+    /// The listeners this broker registers with the controller.
+    pub fn endpoints(&self) -> Vec<Endpoint> {
+        vec![Endpoint {
+            name: "PLAINTEXT".into(),
+            host: self.config.advertised_host.clone(),
+            port: self.config.advertised_port,
+        }]
+    }
+
+    /// The active controller's id, or -1 while there is none (an election in progress).
+    pub fn controller_id(&self) -> BrokerId {
+        self.quorum
+            .active_controller()
+            .and_then(|id| BrokerId::try_from(id).ok())
+            .unwrap_or(-1)
+    }
+
+    /// The brokers clients may use: every registered, unfenced broker in the metadata image
+    /// (id, host, port, rack), and this one, which serves its own partitions until topics move
+    /// into the metadata log.
+    pub fn live_brokers(&self) -> Vec<(BrokerId, String, u16, Option<String>)> {
+        let image = self.quorum.view().image();
+        let mut brokers: BTreeMap<BrokerId, (String, u16, Option<String>)> = image
+            .brokers()
+            .filter(|broker| !broker.fenced)
+            .filter_map(|broker| {
+                let endpoint = broker.endpoints.iter().find(|e| e.name == "PLAINTEXT")?;
+                Some((
+                    broker.broker_id,
+                    (endpoint.host.clone(), endpoint.port, broker.rack.clone()),
+                ))
+            })
+            .collect();
+        brokers.insert(
+            self.config.node_id,
+            (
+                self.config.advertised_host.clone(),
+                self.config.advertised_port,
+                self.config.rack.clone(),
+            ),
+        );
+        brokers
+            .into_iter()
+            .map(|(id, (host, port, rack))| (id, host, port, rack))
+            .collect()
     }
 
     pub fn cluster_id(&self) -> String {

@@ -14,7 +14,7 @@ pub async fn run(config: BrokerConfig, admin: crate::admin::AdminOptions) -> any
     let listener = TcpListener::bind(config.listener)
         .await
         .map_err(|error| anyhow::anyhow!("cannot listen on {}: {error}", config.listener))?;
-    let broker = tokio::task::spawn_blocking(move || Broker::open(config)).await??;
+    let broker = Broker::start(config).await?;
     tracing::info!(
         listener = %broker.config.listener,
         log_dir = %broker.config.log_dir.display(),
@@ -23,6 +23,16 @@ pub async fn run(config: BrokerConfig, admin: crate::admin::AdminOptions) -> any
         "weir is serving"
     );
     let (shutdown_sender, shutdown) = watch::channel(false);
+    let (registered, _) = watch::channel(None);
+    let lifecycle = tokio::spawn(crate::controller::quorum::lifecycle::run_broker(
+        broker.quorum.clone(),
+        broker.config.node_id,
+        broker.endpoints(),
+        broker.config.rack.clone(),
+        broker.config.lifecycle,
+        registered,
+        shutdown.clone(),
+    ));
     let maintenance = tokio::spawn(run_periodic_work(broker.clone(), shutdown.clone()));
     let admin = crate::admin::start(broker.clone(), admin, shutdown.clone()).await?;
     let server = tokio::spawn(crate::protocol::serve(listener, broker.clone(), shutdown));
@@ -35,8 +45,10 @@ pub async fn run(config: BrokerConfig, admin: crate::admin::AdminOptions) -> any
     server.await?;
     admin.stopped().await;
     maintenance.await?;
+    lifecycle.await?;
     let flushing = broker.clone();
     tokio::task::spawn_blocking(move || flushing.shutdown_storage()).await??;
+    broker.quorum.shutdown().await;
     tracing::info!("clean shutdown complete");
     Ok(())
 }

@@ -10,6 +10,7 @@
 //!
 //! `weir serve` with no cluster settings is a one-voter quorum: the same code, with no peer.
 
+pub mod lifecycle;
 pub mod log_store;
 pub mod state_machine;
 pub mod transport;
@@ -128,6 +129,8 @@ pub struct QuorumConfig {
     pub heartbeat_interval: Duration,
     /// A snapshot after this many entries since the last one bounds the log.
     pub snapshot_every: u64,
+    /// Brokers' heartbeat interval and session timeout, which the active controller enforces.
+    pub lifecycle: lifecycle::LifecycleTimes,
 }
 
 impl QuorumConfig {
@@ -145,6 +148,20 @@ impl QuorumConfig {
             ..openraft::Config::default()
         };
         Ok(config.validate()?)
+    }
+}
+
+/// Every few heartbeats, the active controller fences brokers whose session expired. Holds the
+/// quorum weakly so a dropped quorum ends it.
+async fn run_fencing(quorum: std::sync::Weak<Quorum>, times: lifecycle::LifecycleTimes) {
+    let mut ticker = tokio::time::interval(times.heartbeat_interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let Some(quorum) = quorum.upgrade() else {
+            return;
+        };
+        quorum.fence_expired(times.session_timeout).await;
     }
 }
 
@@ -168,8 +185,10 @@ pub struct Quorum {
     node_id: NodeId,
     raft: Raft<MetadataRaft>,
     view: Arc<MetadataView>,
-    server: Option<tokio::task::JoinHandle<()>>,
+    /// The controller listener's server and the fencing check, stopped at shutdown.
+    tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
     listener: Option<SocketAddr>,
+    sessions: std::sync::Mutex<lifecycle::Sessions>,
 }
 
 impl std::fmt::Debug for Quorum {
@@ -186,7 +205,7 @@ impl Quorum {
     /// Opens the quorum's files, starts Raft and, on a node whose log is empty, forms the quorum
     /// from the configured voters (every voter does this with the same set, which openraft
     /// allows, so no node is special at first start).
-    pub async fn start(config: QuorumConfig) -> anyhow::Result<Quorum> {
+    pub async fn start(config: QuorumConfig) -> anyhow::Result<Arc<Quorum>> {
         let raft_config = Arc::new(config.raft_config()?);
         let log = log_store::MetadataLogStore::open(&config.dir).map_err(|error| {
             anyhow::anyhow!("metadata log in {}: {error}", config.dir.display())
@@ -214,34 +233,42 @@ impl Quorum {
             machine,
         )
         .await?;
-        let mut listener = None;
-        let server = match bound {
-            Some(bound) => {
-                listener = Some(bound.local_addr()?);
-                Some(tokio::spawn(transport::serve(bound, raft.clone())))
-            }
-            None => None,
-        };
-        if config.voters.contains_key(&config.node_id) && !raft.is_initialized().await? {
+        let quorum = Arc::new(Quorum {
+            node_id: config.node_id,
+            raft,
+            view,
+            tasks: std::sync::Mutex::new(Vec::new()),
+            listener: match &bound {
+                Some(bound) => Some(bound.local_addr()?),
+                None => None,
+            },
+            sessions: std::sync::Mutex::new(lifecycle::Sessions::default()),
+        });
+        let mut tasks = Vec::new();
+        if let Some(bound) = bound {
+            tasks.push(tokio::spawn(transport::serve(bound, quorum.clone())));
+        }
+        tasks.push(tokio::spawn(run_fencing(
+            Arc::downgrade(&quorum),
+            config.lifecycle,
+        )));
+        if let Ok(mut held) = quorum.tasks.lock() {
+            *held = tasks;
+        }
+        if config.voters.contains_key(&config.node_id) && !quorum.raft.is_initialized().await? {
             let members: BTreeMap<NodeId, BasicNode> = config
                 .voters
                 .iter()
                 .map(|(id, address)| (*id, BasicNode::new(address)))
                 .collect();
-            match raft.initialize(members).await {
+            match quorum.raft.initialize(members).await {
                 Ok(()) => {}
                 // Another voter formed the quorum first and we already heard from it.
                 Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
                 Err(error) => return Err(anyhow::anyhow!("forming the quorum: {error}")),
             }
         }
-        Ok(Quorum {
-            node_id: config.node_id,
-            raft,
-            view,
-            server,
-            listener,
-        })
+        Ok(quorum)
     }
 
     pub fn node_id(&self) -> NodeId {
@@ -297,10 +324,14 @@ impl Quorum {
         }
     }
 
-    /// Stops Raft and the listener.
+    /// Stops Raft, the listener and the fencing check.
     pub async fn shutdown(&self) {
-        if let Some(server) = &self.server {
-            server.abort();
+        let tasks = match self.tasks.lock() {
+            Ok(mut tasks) => std::mem::take(&mut *tasks),
+            Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
+        };
+        for task in tasks {
+            task.abort();
         }
         if let Err(error) = self.raft.shutdown().await {
             tracing::warn!(%error, "metadata quorum did not stop cleanly");
@@ -379,6 +410,10 @@ mod tests {
                 .and_then(|address| address.parse().ok()),
             heartbeat_interval: Duration::from_millis(50),
             snapshot_every: 5,
+            lifecycle: lifecycle::LifecycleTimes {
+                heartbeat_interval: Duration::from_millis(50),
+                session_timeout: Duration::from_millis(1000),
+            },
         }
     }
 
@@ -464,7 +499,7 @@ mod tests {
                     .expect("starts"),
             );
         }
-        let all: Vec<&Quorum> = quorums.values().collect();
+        let all: Vec<&Quorum> = quorums.values().map(|quorum| &**quorum).collect();
         let leader = wait_for_leader(&all).await;
 
         // A follower refuses and names the controller (NOT_CONTROLLER on the wire).
@@ -491,7 +526,7 @@ mod tests {
         let stopped = quorums.remove(&leader).expect("leader");
         stopped.shutdown().await;
         drop(stopped);
-        let rest: Vec<&Quorum> = quorums.values().collect();
+        let rest: Vec<&Quorum> = quorums.values().map(|quorum| &**quorum).collect();
         let next_leader = wait_for_leader(&rest).await;
         assert_ne!(next_leader, leader);
         let mut last = 0;

@@ -7,6 +7,7 @@
 //! Raft error is a `RemoteError`, and a call that outlives its deadline is a `Timeout`.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::error::{
@@ -17,13 +18,14 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
-use openraft::{BasicNode, RPCTypes, Raft};
+use openraft::{BasicNode, RPCTypes};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::{MetadataRaft, NodeId};
+use super::lifecycle::{LifecycleError, LifecycleReply, LifecycleRequest};
+use super::{MetadataRaft, NodeId, Quorum};
 
 /// The largest frame either side accepts: a snapshot chunk (openraft's 3 MiB default) or a
 /// batch of entries with room to spare. A longer length prefix is a broken or hostile peer.
@@ -34,6 +36,8 @@ enum Request {
     AppendEntries(AppendEntriesRequest<MetadataRaft>),
     Vote(VoteRequest<NodeId>),
     InstallSnapshot(InstallSnapshotRequest<MetadataRaft>),
+    /// A broker's registration or heartbeat, for the active controller.
+    Lifecycle(LifecycleRequest),
 }
 
 async fn read_frame(stream: &mut TcpStream) -> std::io::Result<Vec<u8>> {
@@ -65,8 +69,9 @@ async fn write_frame(stream: &mut TcpStream, body: &[u8]) -> std::io::Result<()>
     stream.write_all(&frame).await
 }
 
-/// Accepts peers' RPCs and hands them to the local Raft node until the task is aborted.
-pub async fn serve(listener: TcpListener, raft: Raft<MetadataRaft>) {
+/// Accepts peers' RPCs and hands them to the local Raft node (or, for brokers' lifecycle
+/// requests, to the controller) until the task is aborted.
+pub async fn serve(listener: TcpListener, quorum: Arc<Quorum>) {
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -78,11 +83,12 @@ pub async fn serve(listener: TcpListener, raft: Raft<MetadataRaft>) {
             }
         };
         let _ = stream.set_nodelay(true);
-        tokio::spawn(serve_connection(stream, peer, raft.clone()));
+        tokio::spawn(serve_connection(stream, peer, quorum.clone()));
     }
 }
 
-async fn serve_connection(mut stream: TcpStream, peer: SocketAddr, raft: Raft<MetadataRaft>) {
+async fn serve_connection(mut stream: TcpStream, peer: SocketAddr, quorum: Arc<Quorum>) {
+    let raft = quorum.raft.clone();
     loop {
         let body = match read_frame(&mut stream).await {
             Ok(body) => body,
@@ -105,6 +111,9 @@ async fn serve_connection(mut stream: TcpStream, peer: SocketAddr, raft: Raft<Me
             Request::AppendEntries(rpc) => serde_json::to_vec(&raft.append_entries(rpc).await),
             Request::Vote(rpc) => serde_json::to_vec(&raft.vote(rpc).await),
             Request::InstallSnapshot(rpc) => serde_json::to_vec(&raft.install_snapshot(rpc).await),
+            Request::Lifecycle(request) => {
+                serde_json::to_vec(&quorum.handle_lifecycle(request).await)
+            }
         }
         .expect("a Raft response serialises");
         if let Err(error) = write_frame(&mut stream, &response).await {
@@ -150,34 +159,61 @@ enum CallError {
     TimedOut,
 }
 
-impl Peer {
-    async fn exchange<R: DeserializeOwned>(&mut self, request: &Request) -> Result<R, CallError> {
-        if self.connection.is_none() {
-            let stream = TcpStream::connect(&self.address)
-                .await
-                .map_err(CallError::Connect)?;
-            let _ = stream.set_nodelay(true);
-            self.connection = Some(stream);
-        }
-        let Some(stream) = self.connection.as_mut() else {
-            unreachable!("connected just above");
-        };
-        // Plain data: serialising cannot fail short of a bug.
-        let body = serde_json::to_vec(request).expect("a Raft request serialises");
-        let result = async {
-            write_frame(stream, &body).await?;
-            let answer = read_frame(stream).await?;
-            serde_json::from_slice::<R>(&answer)
-                .map_err(|error| std::io::Error::new(std::io::ErrorKind::InvalidData, error))
-        }
-        .await;
-        result.map_err(|error| {
-            // The stream may hold half a frame: never reuse it.
-            self.connection = None;
-            CallError::Broken(error)
-        })
+/// Sends one request on `connection` (opening it to `address` first if needed) and reads the
+/// answer. Any failure drops the connection: it may hold half a frame.
+async fn exchange<R: DeserializeOwned>(
+    connection: &mut Option<TcpStream>,
+    address: &str,
+    request: &Request,
+) -> Result<R, CallError> {
+    if connection.is_none() {
+        let stream = TcpStream::connect(address)
+            .await
+            .map_err(CallError::Connect)?;
+        let _ = stream.set_nodelay(true);
+        *connection = Some(stream);
     }
+    let Some(stream) = connection.as_mut() else {
+        unreachable!("connected just above");
+    };
+    // Plain data: serialising cannot fail short of a bug.
+    let body = serde_json::to_vec(request).expect("a controller request serialises");
+    let result = async {
+        write_frame(stream, &body).await?;
+        let answer = read_frame(stream).await?;
+        serde_json::from_slice::<R>(&answer)
+            .map_err(|error| std::io::Error::new(std::io::ErrorKind::InvalidData, error))
+    }
+    .await;
+    result.map_err(|error| {
+        *connection = None;
+        CallError::Broken(error)
+    })
+}
 
+/// Sends a broker's lifecycle request to the controller at `address`, on a fresh connection
+/// (one every heartbeat interval at most), within `timeout`.
+pub async fn send_lifecycle(
+    address: &str,
+    request: LifecycleRequest,
+    timeout: Duration,
+) -> Result<LifecycleReply, LifecycleError> {
+    let mut connection = None;
+    let request = Request::Lifecycle(request);
+    let call =
+        exchange::<Result<LifecycleReply, LifecycleError>>(&mut connection, address, &request);
+    match tokio::time::timeout(timeout, call).await {
+        Ok(Ok(answer)) => answer,
+        Ok(Err(CallError::Connect(error) | CallError::Broken(error))) => Err(
+            LifecycleError::Unreachable(format!("controller at {address}: {error}")),
+        ),
+        Ok(Err(CallError::TimedOut)) | Err(_) => Err(LifecycleError::Unreachable(format!(
+            "controller at {address}: no answer within {timeout:?}"
+        ))),
+    }
+}
+
+impl Peer {
     #[expect(
         clippy::result_large_err,
         reason = "openraft's RPC error, which every RaftNetwork method returns anyway"
@@ -193,12 +229,14 @@ impl Peer {
         E: std::error::Error + DeserializeOwned,
     {
         let deadline = option.hard_ttl();
-        let outcome = tokio::time::timeout(
-            deadline,
-            self.exchange::<Result<T, RaftError<NodeId, E>>>(&request),
-        )
-        .await
-        .unwrap_or(Err(CallError::TimedOut));
+        let call = exchange::<Result<T, RaftError<NodeId, E>>>(
+            &mut self.connection,
+            &self.address,
+            &request,
+        );
+        let outcome = tokio::time::timeout(deadline, call)
+            .await
+            .unwrap_or(Err(CallError::TimedOut));
         match outcome {
             Ok(Ok(answer)) => Ok(answer),
             Ok(Err(remote)) => Err(RPCError::RemoteError(RemoteError::new(self.target, remote))),

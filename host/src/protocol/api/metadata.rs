@@ -5,7 +5,7 @@ use kafka_protocol::ResponseError;
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
-use kafka_protocol::messages::{MetadataRequest, MetadataResponse};
+use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
 
 use super::{str_bytes, this_broker, topic_name};
 use crate::broker::Broker;
@@ -49,14 +49,21 @@ pub fn handle(broker: &Broker, version: i16, request: MetadataRequest) -> Metada
             .collect(),
     };
     MetadataResponse::default()
-        .with_brokers(vec![
-            MetadataResponseBroker::default()
-                .with_node_id(this_broker(broker))
-                .with_host(str_bytes(&broker.config.advertised_host))
-                .with_port(i32::from(broker.config.advertised_port)),
-        ])
+        .with_brokers(
+            broker
+                .live_brokers()
+                .into_iter()
+                .map(|(id, host, port, rack)| {
+                    MetadataResponseBroker::default()
+                        .with_node_id(BrokerId(id))
+                        .with_host(str_bytes(&host))
+                        .with_port(i32::from(port))
+                        .with_rack(rack.as_deref().map(str_bytes))
+                })
+                .collect(),
+        )
         .with_cluster_id(Some(str_bytes(&broker.cluster_id())))
-        .with_controller_id(this_broker(broker))
+        .with_controller_id(BrokerId(broker.controller_id()))
         .with_topics(topics)
 }
 

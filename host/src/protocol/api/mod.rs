@@ -254,7 +254,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = BrokerConfig::load(None, &[format!("log.dirs={}", dir.path().display())])
             .expect("config");
-        let broker = Broker::open(config).expect("broker");
+        let broker = Broker::start(config).await.expect("broker");
         for (api_key, _, _) in SUPPORTED {
             let (_, max) = supported_versions(*api_key).expect("supported");
             let body = empty_request(*api_key)
@@ -293,7 +293,7 @@ mod tests {
             ],
         )
         .expect("config");
-        let broker = Broker::open(config).expect("broker");
+        let broker = Broker::start(config).await.expect("broker");
         broker
             .create_topic("t", 1, 1, Default::default(), false)
             .expect("topic");

@@ -1,0 +1,322 @@
+//! Broker lifecycle, KRaft's way: a broker registers with the active controller (a new
+//! incarnation gets a new broker epoch and starts fenced), heartbeats every
+//! `broker.heartbeat.interval.ms`, is unfenced once it heartbeats and has caught up on metadata
+//! up to its own registration, and is fenced when the controller hears nothing for
+//! `broker.session.timeout.ms`. Fencing and unfencing are metadata records, so every node sees
+//! them at the same offset.
+//!
+//! The controller's side keeps heartbeat times in memory only: a newly active controller gives
+//! every broker a full session from the moment it took over, so a failover never fences a
+//! live broker.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use super::{NodeId, ProposeError, Quorum, transport};
+use crate::controller::records::{BrokerId, Change, Endpoint, MetadataRecord};
+
+/// Weir's defaults against Kafka's 2000 / 9000 ms: failover is bounded by the session timeout,
+/// so it is shorter; twelve missed heartbeats keep a broker on a loaded 2-core machine (a
+/// test suite, a compaction) from being fenced for a scheduling hiccup.
+pub const HEARTBEAT_INTERVAL_MS_DEFAULT: &str = "500";
+pub const SESSION_TIMEOUT_MS_DEFAULT: &str = "6000";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LifecycleRequest {
+    Register {
+        broker_id: BrokerId,
+        incarnation_id: Uuid,
+        endpoints: Vec<Endpoint>,
+        rack: Option<String>,
+    },
+    Heartbeat {
+        broker_id: BrokerId,
+        broker_epoch: i64,
+        /// The last metadata offset the broker has applied.
+        metadata_offset: Option<u64>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LifecycleReply {
+    Registered { broker_epoch: i64 },
+    Heartbeat { fenced: bool },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum LifecycleError {
+    #[error("not the active controller (the active one is {leader:?})")]
+    NotController { leader: Option<NodeId> },
+    #[error("broker {broker_id} epoch {broker_epoch} is not its current registration")]
+    StaleBrokerEpoch {
+        broker_id: BrokerId,
+        broker_epoch: i64,
+    },
+    #[error("{0}")]
+    Unreachable(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl From<ProposeError> for LifecycleError {
+    fn from(error: ProposeError) -> Self {
+        match error {
+            ProposeError::NotController { leader } => LifecycleError::NotController { leader },
+            other => LifecycleError::Failed(other.to_string()),
+        }
+    }
+}
+
+/// The active controller's record of heartbeats.
+#[derive(Debug, Default)]
+pub(super) struct Sessions {
+    /// The Raft term these were recorded in: a new term (a new controller) starts them over.
+    term: u64,
+    last_heartbeat: HashMap<BrokerId, Instant>,
+    granted_from: Option<Instant>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct LifecycleTimes {
+    pub heartbeat_interval: Duration,
+    pub session_timeout: Duration,
+}
+
+impl Quorum {
+    /// The active controller's answer to a broker's registration or heartbeat.
+    pub async fn handle_lifecycle(
+        &self,
+        request: LifecycleRequest,
+    ) -> Result<LifecycleReply, LifecycleError> {
+        if !self.is_active_controller() {
+            return Err(LifecycleError::NotController {
+                leader: self.active_controller(),
+            });
+        }
+        let image = self.view.image();
+        match request {
+            LifecycleRequest::Register {
+                broker_id,
+                incarnation_id,
+                endpoints,
+                rack,
+            } => {
+                let current = image.broker(broker_id);
+                // The same incarnation again: its reply was lost, answer the same.
+                if let Some(current) = current
+                    && current.incarnation_id == incarnation_id
+                {
+                    return Ok(LifecycleReply::Registered {
+                        broker_epoch: current.broker_epoch,
+                    });
+                }
+                // KRaft's broker epoch is the registration's log offset; the next offset is
+                // above every earlier registration's, which is what the epoch must be.
+                let broker_epoch = image
+                    .offset()
+                    .map_or(1, |offset| offset as i64 + 1)
+                    .max(current.map_or(0, |current| current.broker_epoch + 1));
+                self.propose(vec![MetadataRecord::new(Change::RegisterBroker {
+                    broker_id,
+                    incarnation_id,
+                    broker_epoch,
+                    endpoints,
+                    rack,
+                })])
+                .await?;
+                self.record_heartbeat(broker_id);
+                Ok(LifecycleReply::Registered { broker_epoch })
+            }
+            LifecycleRequest::Heartbeat {
+                broker_id,
+                broker_epoch,
+                metadata_offset,
+            } => {
+                let stale = LifecycleError::StaleBrokerEpoch {
+                    broker_id,
+                    broker_epoch,
+                };
+                let Some(current) = image.broker(broker_id) else {
+                    return Err(stale);
+                };
+                if current.broker_epoch != broker_epoch {
+                    return Err(stale);
+                }
+                self.record_heartbeat(broker_id);
+                // Caught up: it has applied at least its own registration.
+                let caught_up = metadata_offset.is_some_and(|offset| offset as i64 >= broker_epoch);
+                if current.fenced && caught_up {
+                    self.propose(vec![MetadataRecord::new(Change::UnfenceBroker {
+                        broker_id,
+                        broker_epoch,
+                    })])
+                    .await?;
+                    return Ok(LifecycleReply::Heartbeat { fenced: false });
+                }
+                Ok(LifecycleReply::Heartbeat {
+                    fenced: current.fenced,
+                })
+            }
+        }
+    }
+
+    fn lock_sessions(&self) -> std::sync::MutexGuard<'_, Sessions> {
+        // Heartbeat times only: a panic mid-update leaves nothing worse than one stale time.
+        self.sessions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The current term's session table, started over (every broker granted a session from
+    /// now) when this node has newly become controller.
+    fn current_sessions(&self) -> std::sync::MutexGuard<'_, Sessions> {
+        let term = self.raft.metrics().borrow().current_term;
+        let mut sessions = self.lock_sessions();
+        if sessions.term != term || sessions.granted_from.is_none() {
+            *sessions = Sessions {
+                term,
+                last_heartbeat: HashMap::new(),
+                granted_from: Some(Instant::now()),
+            };
+        }
+        sessions
+    }
+
+    fn record_heartbeat(&self, broker_id: BrokerId) {
+        self.current_sessions()
+            .last_heartbeat
+            .insert(broker_id, Instant::now());
+    }
+
+    /// On the active controller: fences every unfenced broker whose session expired.
+    pub(super) async fn fence_expired(&self, session_timeout: Duration) {
+        if !self.is_active_controller() {
+            return;
+        }
+        let image = self.view.image();
+        let expired: Vec<(BrokerId, i64)> = {
+            let sessions = self.current_sessions();
+            let granted_from = sessions.granted_from.unwrap_or_else(Instant::now);
+            image
+                .brokers()
+                .filter(|broker| !broker.fenced)
+                .filter(|broker| {
+                    let last = sessions
+                        .last_heartbeat
+                        .get(&broker.broker_id)
+                        .copied()
+                        .unwrap_or(granted_from)
+                        .max(granted_from);
+                    last.elapsed() > session_timeout
+                })
+                .map(|broker| (broker.broker_id, broker.broker_epoch))
+                .collect()
+        };
+        for (broker_id, broker_epoch) in expired {
+            tracing::warn!(
+                broker_id,
+                broker_epoch,
+                ?session_timeout,
+                "broker missed its session; fencing it"
+            );
+            if let Err(error) = self
+                .propose(vec![MetadataRecord::new(Change::FenceBroker {
+                    broker_id,
+                    broker_epoch,
+                })])
+                .await
+            {
+                tracing::warn!(broker_id, %error, "fencing failed; retrying at the next check");
+            }
+        }
+    }
+
+    /// Sends a lifecycle request to the active controller: itself, or the voter Raft names.
+    pub async fn send_lifecycle(
+        &self,
+        request: LifecycleRequest,
+        timeout: Duration,
+    ) -> Result<LifecycleReply, LifecycleError> {
+        let metrics = self.metrics();
+        let Some(leader) = metrics.current_leader else {
+            return Err(LifecycleError::NotController { leader: None });
+        };
+        if leader == self.node_id {
+            return self.handle_lifecycle(request).await;
+        }
+        let address = metrics
+            .membership_config
+            .nodes()
+            .find(|(id, _)| **id == leader)
+            .map(|(_, node)| node.addr.clone())
+            .ok_or_else(|| LifecycleError::Failed(format!("controller {leader} has no address")))?;
+        transport::send_lifecycle(&address, request, timeout).await
+    }
+}
+
+/// A broker's registration and heartbeats, until `shutdown` turns true. `registered` gets the
+/// broker epoch each time the broker (re)registers.
+pub async fn run_broker(
+    quorum: Arc<Quorum>,
+    broker_id: BrokerId,
+    endpoints: Vec<Endpoint>,
+    rack: Option<String>,
+    times: LifecycleTimes,
+    registered: watch::Sender<Option<i64>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let incarnation_id = Uuid::new_v4();
+    let mut epoch: Option<i64> = None;
+    let mut ticker = tokio::time::interval(times.heartbeat_interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_complaint = Instant::now();
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let request = match epoch {
+            None => LifecycleRequest::Register {
+                broker_id,
+                incarnation_id,
+                endpoints: endpoints.clone(),
+                rack: rack.clone(),
+            },
+            Some(broker_epoch) => LifecycleRequest::Heartbeat {
+                broker_id,
+                broker_epoch,
+                metadata_offset: quorum.view().image().offset(),
+            },
+        };
+        match quorum.send_lifecycle(request, times.session_timeout).await {
+            Ok(LifecycleReply::Registered { broker_epoch }) => {
+                tracing::info!(broker_id, broker_epoch, "registered with the controller");
+                epoch = Some(broker_epoch);
+                registered.send_replace(Some(broker_epoch));
+                // Heartbeat at once: it unfences us as soon as we have caught up.
+                ticker.reset_immediately();
+            }
+            Ok(LifecycleReply::Heartbeat { .. }) => {}
+            Err(LifecycleError::StaleBrokerEpoch { .. }) => {
+                // Our registration is gone or superseded: register again.
+                tracing::warn!(
+                    broker_id,
+                    "controller does not know this registration; registering again"
+                );
+                epoch = None;
+            }
+            Err(error) => {
+                // No controller yet, or a failover in progress: keep trying, complain rarely.
+                if last_complaint.elapsed() > Duration::from_secs(5) {
+                    tracing::warn!(broker_id, %error, "cannot reach the controller");
+                    last_complaint = Instant::now();
+                }
+            }
+        }
+    }
+}
