@@ -46,12 +46,19 @@ enum Command {
     Consume(weir::cli::consume::ConsumeArgs),
     /// List consumer groups, or describe one's offsets and lag, like kafka-consumer-groups.sh.
     Groups(weir::cli::groups::GroupsArgs),
+    /// Describe the cluster: brokers, the active controller, the voters.
+    Cluster(weir::cli::cluster::ClusterArgs),
     /// Manage a broker's policy plugins over its admin API, or test a component locally.
     Plugin(weir::cli::plugin::PluginArgs),
     /// Inspect partition logs on disk.
     Log {
         #[command(subcommand)]
         command: LogCommand,
+    },
+    /// Inspect the metadata log (the controller quorum's) on disk.
+    Metadata {
+        #[command(subcommand)]
+        command: MetadataCommand,
     },
 }
 
@@ -65,6 +72,17 @@ enum LogCommand {
         /// Also print every record's offset, timestamp, key and value (UTF-8 or hex).
         #[arg(long)]
         records: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum MetadataCommand {
+    /// Print the metadata snapshot's records and the log entries after it, like
+    /// kafka-dump-log.sh --cluster-metadata-decoder.
+    Dump {
+        /// A data directory (`log.dirs`) or its `__cluster_metadata` directory.
+        #[arg(long, value_name = "DIR")]
+        data_dir: PathBuf,
     },
 }
 
@@ -140,7 +158,24 @@ fn main() -> ExitCode {
         Command::Produce(args) => weir::cli::run("produce", weir::cli::produce::run(args)),
         Command::Consume(args) => weir::cli::run("consume", weir::cli::consume::run(args)),
         Command::Groups(args) => weir::cli::run("groups", weir::cli::groups::run(args)),
+        Command::Cluster(args) => weir::cli::run("cluster", weir::cli::cluster::run(args)),
         Command::Plugin(args) => weir::cli::finish("plugin", weir::cli::plugin::run(args)),
+        Command::Metadata {
+            command: MetadataCommand::Dump { data_dir },
+        } => {
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            let outcome = weir::tools::metadata_dump::dump(&data_dir, &mut out)
+                .and_then(|()| Ok(std::io::Write::flush(&mut out)?));
+            match outcome {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    drop(out);
+                    eprintln!("weir metadata dump: {error:#}");
+                    ExitCode::from(1)
+                }
+            }
+        }
         Command::Log {
             command: LogCommand::Dump { path, records },
         } => {

@@ -75,6 +75,16 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// A broker as Metadata and DescribeCluster list it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerInfo {
+    pub broker_id: BrokerId,
+    pub host: String,
+    pub port: u16,
+    pub rack: Option<String>,
+    pub fenced: bool,
+}
+
 /// How this node takes part in the controller quorum, from its config: with no
 /// `controller.quorum.voters`, a quorum of itself alone.
 pub fn quorum_config(config: &BrokerConfig) -> QuorumConfig {
@@ -164,6 +174,7 @@ impl Broker {
             )
         })?;
         let store = TopicStore::open(&config.log_dir)?;
+        quorum.offer_cluster_id(store.cluster_id());
         let topic_configs: HashMap<String, LogConfig> = store
             .all()
             .map(|topic| {
@@ -242,38 +253,46 @@ impl Broker {
             .unwrap_or(-1)
     }
 
-    /// The brokers clients may use: every registered, unfenced broker in the metadata image
-    /// (id, host, port, rack), and this one, which serves its own partitions until topics move
-    /// into the metadata log.
-    pub fn live_brokers(&self) -> Vec<(BrokerId, String, u16, Option<String>)> {
+    /// The registered brokers in the metadata image, fenced ones only if `include_fenced`, and
+    /// this one, which serves its own partitions until topics move into the metadata log.
+    pub fn brokers(&self, include_fenced: bool) -> Vec<BrokerInfo> {
         let image = self.quorum.view().image();
-        let mut brokers: BTreeMap<BrokerId, (String, u16, Option<String>)> = image
+        let mut brokers: BTreeMap<BrokerId, BrokerInfo> = image
             .brokers()
-            .filter(|broker| !broker.fenced)
+            .filter(|broker| include_fenced || !broker.fenced)
             .filter_map(|broker| {
                 let endpoint = broker.endpoints.iter().find(|e| e.name == "PLAINTEXT")?;
                 Some((
                     broker.broker_id,
-                    (endpoint.host.clone(), endpoint.port, broker.rack.clone()),
+                    BrokerInfo {
+                        broker_id: broker.broker_id,
+                        host: endpoint.host.clone(),
+                        port: endpoint.port,
+                        rack: broker.rack.clone(),
+                        fenced: broker.fenced,
+                    },
                 ))
             })
             .collect();
-        brokers.insert(
-            self.config.node_id,
-            (
-                self.config.advertised_host.clone(),
-                self.config.advertised_port,
-                self.config.rack.clone(),
-            ),
-        );
         brokers
-            .into_iter()
-            .map(|(id, (host, port, rack))| (id, host, port, rack))
-            .collect()
+            .entry(self.config.node_id)
+            .or_insert_with(|| BrokerInfo {
+                broker_id: self.config.node_id,
+                host: self.config.advertised_host.clone(),
+                port: self.config.advertised_port,
+                rack: self.config.rack.clone(),
+                fenced: false,
+            });
+        brokers.into_values().collect()
     }
 
+    /// The cluster's id from the metadata log; this node's own until the first controller has
+    /// written one.
     pub fn cluster_id(&self) -> String {
-        lock(&self.store).cluster_id().to_string()
+        match self.quorum.view().image().cluster_id() {
+            Some(cluster_id) => cluster_id.to_string(),
+            None => lock(&self.store).cluster_id().to_string(),
+        }
     }
 
     pub fn partition(&self, topic: &str, index: i32) -> Option<Arc<Partition>> {

@@ -41,6 +41,8 @@ const IMPLEMENTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteTopics, 1, 6),
     (ApiKey::DescribeConfigs, 1, 4),
     (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::DescribeCluster, 0, 2),
+    (ApiKey::DescribeQuorum, 0, 2),
     // The group requests are built with the fields of one version each (`weir groups`, and
     // `weir consume --group` as a standalone consumer); Kafka 4 still serves all of them.
     (ApiKey::FindCoordinator, 1, 1),

@@ -7,6 +7,7 @@
 //!   requests over the `kafka-protocol` crate, and the per-node connections of a cluster.
 //! - [`topics`], [`produce`], [`consume`]: one file per command, each parsing its flags (clap),
 //!   talking to the brokers, and printing what the Kafka tool prints.
+//! - [`cluster`]: `weir cluster describe` (brokers, controller, voters).
 //! - [`groups`]: `weir groups` (kafka-consumer-groups.sh --list/--describe) and the committed
 //!   offsets `weir consume --group` reads and commits.
 //! - [`plugin`]: install, list, activate, roll back and remove plugins over the admin API, and
@@ -15,6 +16,7 @@
 //! Every command returns `Result<(), CliError>`; [`run`] turns that into the process exit code.
 
 pub mod client;
+pub mod cluster;
 pub mod consume;
 pub mod groups;
 pub mod plugin;

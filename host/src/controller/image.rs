@@ -64,6 +64,8 @@ pub struct MetadataDelta {
 pub enum ImageError {
     #[error("record at offset {offset} does not follow the image at offset {image_offset}")]
     OutOfOrder { offset: u64, image_offset: u64 },
+    #[error("the cluster id is already {0}")]
+    ClusterIdSet(String),
     #[error("broker {0} is not registered")]
     UnknownBroker(BrokerId),
     #[error("broker {broker_id} epoch {epoch} is stale (registered epoch {current})")]
@@ -91,6 +93,7 @@ pub enum ImageError {
 pub struct MetadataImage {
     /// Offset of the last record applied; `None` before the first.
     offset: Option<u64>,
+    cluster_id: Option<String>,
     brokers: Arc<BTreeMap<BrokerId, BrokerRegistration>>,
     topics: Arc<HashMap<Uuid, Arc<TopicImage>>>,
     topic_ids: Arc<HashMap<String, Uuid>>,
@@ -100,6 +103,10 @@ pub struct MetadataImage {
 impl MetadataImage {
     pub fn offset(&self) -> Option<u64> {
         self.offset
+    }
+
+    pub fn cluster_id(&self) -> Option<&str> {
+        self.cluster_id.as_deref()
     }
 
     pub fn broker(&self, broker_id: BrokerId) -> Option<&BrokerRegistration> {
@@ -166,6 +173,11 @@ impl MetadataImage {
     /// bytes on every node.
     pub fn to_records(&self) -> Vec<MetadataRecord> {
         let mut changes = Vec::new();
+        if let Some(cluster_id) = &self.cluster_id {
+            changes.push(Change::ClusterId {
+                cluster_id: cluster_id.clone(),
+            });
+        }
         for broker in self.brokers.values() {
             changes.push(Change::RegisterBroker {
                 broker_id: broker.broker_id,
@@ -215,6 +227,12 @@ impl MetadataImage {
 
     fn apply_one(&mut self, change: &Change, delta: &mut MetadataDelta) -> Result<(), ImageError> {
         match change {
+            Change::ClusterId { cluster_id } => match &self.cluster_id {
+                Some(current) if current != cluster_id => {
+                    return Err(ImageError::ClusterIdSet(current.clone()));
+                }
+                _ => self.cluster_id = Some(cluster_id.clone()),
+            },
             Change::RegisterBroker {
                 broker_id,
                 incarnation_id,
@@ -714,6 +732,9 @@ mod tests {
     fn a_snapshot_of_records_rebuilds_the_same_image() {
         let mut changes = walk_through();
         changes.extend([
+            Change::ClusterId {
+                cluster_id: "c1".into(),
+            },
             Change::UnfenceBroker {
                 broker_id: 2,
                 broker_epoch: 11,
@@ -742,6 +763,7 @@ mod tests {
             (1, 2, 3)
         );
         assert!(!restored.broker(2).expect("2").fenced);
+        assert_eq!(restored.cluster_id(), Some("c1"));
         assert!(restored.broker(1).expect("1").fenced);
         assert_eq!(
             restored.configs(&ConfigResource::Topic("first".into())),

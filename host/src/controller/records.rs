@@ -82,6 +82,11 @@ pub enum ConfigResource {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type")]
 pub enum Change {
+    /// The cluster's id, set once by the first active controller (Kafka keeps it in every
+    /// node's `meta.properties`; here the metadata log carries it to every node).
+    ClusterId {
+        cluster_id: String,
+    },
     /// A broker (re)registered: a new incarnation gets a new broker epoch and starts fenced.
     RegisterBroker {
         broker_id: BrokerId,

@@ -149,6 +149,26 @@ fn read_state(dir: &Path) -> std::io::Result<QuorumState> {
     }
 }
 
+/// What a metadata directory's log holds, read without changing anything (for
+/// `weir metadata dump`): the state, the live entries, and how many bytes after them do not
+/// form whole frames (a torn tail the next open would cut).
+pub fn read_log(dir: &Path) -> std::io::Result<(QuorumState, Vec<Entry<MetadataRaft>>, u64)> {
+    let state = read_state(dir)?;
+    let bytes = match std::fs::read(dir.join(LOG_FILE)) {
+        Ok(bytes) => bytes,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(error) => return Err(error),
+    };
+    let (entries, valid) = read_frames(&bytes);
+    let last_purged = state.last_purged.map(|id| id.index);
+    let entries = entries
+        .into_values()
+        .map(|(entry, _)| entry)
+        .filter(|entry| last_purged.is_none_or(|purged| entry.log_id.index > purged))
+        .collect();
+    Ok((state, entries, bytes.len() as u64 - valid))
+}
+
 /// The whole frames at the start of `bytes` (entries by index, with positions) and where they
 /// end. Reading stops at the first frame that is short, fails its CRC, does not parse, or does
 /// not follow the previous index.

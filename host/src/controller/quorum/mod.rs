@@ -162,7 +162,33 @@ async fn run_fencing(quorum: std::sync::Weak<Quorum>, times: lifecycle::Lifecycl
             return;
         };
         quorum.fence_expired(times.session_timeout).await;
+        quorum.settle_cluster_id().await;
     }
+}
+
+/// The quorum as one node sees it (what DescribeQuorum and `weir cluster describe` report).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuorumStatus {
+    pub node_id: NodeId,
+    pub leader: Option<NodeId>,
+    /// The Raft term: KRaft's leader epoch of the metadata log.
+    pub term: u64,
+    /// Offset after the last applied entry: the metadata log's high watermark as this node
+    /// knows it.
+    pub high_watermark: u64,
+    /// Offset after this node's last entry.
+    pub log_end_offset: u64,
+    /// Entries up to this offset are in the last snapshot.
+    pub snapshot_offset: Option<u64>,
+    pub voters: Vec<VoterStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VoterStatus {
+    pub node_id: NodeId,
+    pub address: String,
+    /// Known on the leader (each follower's replicated end) and for this node itself.
+    pub log_end_offset: Option<u64>,
 }
 
 /// Why a proposal did not commit.
@@ -189,6 +215,8 @@ pub struct Quorum {
     tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
     listener: Option<SocketAddr>,
     sessions: std::sync::Mutex<lifecycle::Sessions>,
+    /// The cluster id this node proposes if it is the first active controller.
+    offered_cluster_id: std::sync::OnceLock<String>,
 }
 
 impl std::fmt::Debug for Quorum {
@@ -243,6 +271,7 @@ impl Quorum {
                 None => None,
             },
             sessions: std::sync::Mutex::new(lifecycle::Sessions::default()),
+            offered_cluster_id: std::sync::OnceLock::new(),
         });
         let mut tasks = Vec::new();
         if let Some(bound) = bound {
@@ -271,6 +300,28 @@ impl Quorum {
         Ok(quorum)
     }
 
+    /// The id to give the cluster if the metadata log has none yet (a node's existing data
+    /// directory keeps the id it had as a single node). The first offer counts.
+    pub fn offer_cluster_id(&self, cluster_id: &str) {
+        let _ = self.offered_cluster_id.set(cluster_id.to_string());
+    }
+
+    /// On the active controller: writes the offered cluster id into a log that has none.
+    async fn settle_cluster_id(&self) {
+        if !self.is_active_controller() || self.view.image().cluster_id().is_some() {
+            return;
+        }
+        let Some(cluster_id) = self.offered_cluster_id.get() else {
+            return;
+        };
+        let record = MetadataRecord::new(super::records::Change::ClusterId {
+            cluster_id: cluster_id.clone(),
+        });
+        if let Err(error) = self.propose(vec![record]).await {
+            tracing::warn!(%error, "could not record the cluster id; retrying");
+        }
+    }
+
     pub fn node_id(&self) -> NodeId {
         self.node_id
     }
@@ -295,6 +346,40 @@ impl Quorum {
 
     pub fn metrics(&self) -> openraft::RaftMetrics<NodeId, BasicNode> {
         self.raft.metrics().borrow().clone()
+    }
+
+    pub fn status(&self) -> QuorumStatus {
+        let metrics = self.metrics();
+        let next = |index: Option<u64>| index.map_or(0, |index| index + 1);
+        let replication = metrics.replication.as_ref();
+        let voters = metrics
+            .membership_config
+            .membership()
+            .nodes()
+            .map(|(id, node)| {
+                let log_end_offset = if *id == self.node_id {
+                    Some(next(metrics.last_log_index))
+                } else {
+                    replication
+                        .and_then(|replication| replication.get(id))
+                        .map(|matched| next(matched.map(|log_id| log_id.index)))
+                };
+                VoterStatus {
+                    node_id: *id,
+                    address: node.addr.clone(),
+                    log_end_offset,
+                }
+            })
+            .collect();
+        QuorumStatus {
+            node_id: self.node_id,
+            leader: metrics.current_leader,
+            term: metrics.current_term,
+            high_watermark: next(metrics.last_applied.map(|log_id| log_id.index)),
+            log_end_offset: next(metrics.last_log_index),
+            snapshot_offset: metrics.snapshot.map(|log_id| log_id.index + 1),
+            voters,
+        }
     }
 
     /// Waits until some voter is active controller; false on timeout.

@@ -51,14 +51,14 @@ pub fn handle(broker: &Broker, version: i16, request: MetadataRequest) -> Metada
     MetadataResponse::default()
         .with_brokers(
             broker
-                .live_brokers()
+                .brokers(false)
                 .into_iter()
-                .map(|(id, host, port, rack)| {
+                .map(|info| {
                     MetadataResponseBroker::default()
-                        .with_node_id(BrokerId(id))
-                        .with_host(str_bytes(&host))
-                        .with_port(i32::from(port))
-                        .with_rack(rack.as_deref().map(str_bytes))
+                        .with_node_id(BrokerId(info.broker_id))
+                        .with_host(str_bytes(&info.host))
+                        .with_port(i32::from(info.port))
+                        .with_rack(info.rack.as_deref().map(str_bytes))
                 })
                 .collect(),
         )

@@ -11,6 +11,7 @@ pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
+pub mod describe_quorum;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod heartbeat;
@@ -46,7 +47,8 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteTopics, 1, 6),
     (ApiKey::InitProducerId, 0, 5),
     (ApiKey::OffsetForLeaderEpoch, 2, 4),
-    (ApiKey::DescribeCluster, 0, 1),
+    (ApiKey::DescribeCluster, 0, 2),
+    (ApiKey::DescribeQuorum, 0, 2),
     (ApiKey::DescribeConfigs, 1, 4),
     (ApiKey::AlterConfigs, 0, 2),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
@@ -109,6 +111,9 @@ pub async fn handle(broker: &Broker, request: Request, peer: IpAddr) -> Option<R
         }
         RequestKind::DescribeCluster(body) => {
             ResponseKind::DescribeCluster(describe_cluster::handle(broker, body))
+        }
+        RequestKind::DescribeQuorum(body) => {
+            ResponseKind::DescribeQuorum(describe_quorum::handle(broker, version, body))
         }
         RequestKind::DescribeConfigs(body) => {
             ResponseKind::DescribeConfigs(describe_configs::handle(broker, body))
@@ -228,6 +233,7 @@ mod tests {
             ApiKey::InitProducerId => RequestKind::InitProducerId(Default::default()),
             ApiKey::OffsetForLeaderEpoch => RequestKind::OffsetForLeaderEpoch(Default::default()),
             ApiKey::DescribeCluster => RequestKind::DescribeCluster(Default::default()),
+            ApiKey::DescribeQuorum => RequestKind::DescribeQuorum(Default::default()),
             ApiKey::DescribeConfigs => RequestKind::DescribeConfigs(Default::default()),
             ApiKey::AlterConfigs => RequestKind::AlterConfigs(Default::default()),
             ApiKey::IncrementalAlterConfigs => {
