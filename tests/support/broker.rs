@@ -91,15 +91,24 @@ pub fn free_port() -> u16 {
 /// another can come back equal, since the kernel may hand out a just-released port again (a
 /// broker's Kafka and admin listeners once collided that way).
 pub fn free_ports<const N: usize>() -> [u16; N] {
-    let listeners: Vec<TcpListener> = (0..N)
+    let ports = free_port_list(N);
+    std::array::from_fn(|index| ports[index])
+}
+
+/// [`free_ports`] for a count known at run time.
+pub fn free_port_list(count: usize) -> Vec<u16> {
+    let listeners: Vec<TcpListener> = (0..count)
         .map(|_| TcpListener::bind("127.0.0.1:0").expect("an ephemeral port"))
         .collect();
-    std::array::from_fn(|index| {
-        listeners[index]
-            .local_addr()
-            .expect("a bound listener's address")
-            .port()
-    })
+    listeners
+        .iter()
+        .map(|listener| {
+            listener
+                .local_addr()
+                .expect("a bound listener's address")
+                .port()
+        })
+        .collect()
 }
 
 #[derive(Debug)]
@@ -117,6 +126,47 @@ pub struct BrokerProcess {
 }
 
 impl BrokerProcess {
+    /// Starts `nodes` brokers as one cluster, each also a voter of the controller quorum
+    /// (combined mode), node ids 1..=nodes, each with its own Kafka, admin and controller port
+    /// and data directory. `extra_config` applies to every node.
+    pub fn start_cluster(nodes: usize, extra_config: &[&str]) -> anyhow::Result<Vec<Self>> {
+        let ports: Vec<[u16; 3]> = free_port_list(nodes * 3)
+            .chunks(3)
+            .map(|chunk| [chunk[0], chunk[1], chunk[2]])
+            .collect();
+        let voters = ports
+            .iter()
+            .enumerate()
+            .map(|(index, [_, _, controller])| format!("{}@127.0.0.1:{controller}", index + 1))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut brokers = Vec::new();
+        for (index, [port, admin_port, controller]) in ports.into_iter().enumerate() {
+            let temp = tempfile::tempdir()?;
+            let mut config = vec![
+                format!("node.id={}", index + 1),
+                format!(
+                    "listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}"
+                ),
+                format!("controller.quorum.voters={voters}"),
+            ];
+            config.extend(extra_config.iter().map(|item| item.to_string()));
+            let mut broker = BrokerProcess {
+                child: None,
+                port,
+                admin_port,
+                log_path: temp.path().join("broker.log"),
+                data_dir: temp.path().join("data"),
+                extra_config: config,
+                extra_args: Vec::new(),
+                _temp: Some(temp),
+            };
+            broker.spawn()?;
+            brokers.push(broker);
+        }
+        Ok(brokers)
+    }
+
     /// Starts a broker in a fresh temporary data directory. `extra_config` are `key=value` pairs.
     pub fn start(extra_config: &[&str]) -> anyhow::Result<Self> {
         Self::start_with_args(extra_config, &[])
@@ -212,6 +262,33 @@ impl BrokerProcess {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// The process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// SIGSTOP: the process stays, but answers nothing (a GC pause, a stalled VM).
+    pub fn pause(&self) -> anyhow::Result<()> {
+        self.signal("-STOP")
+    }
+
+    /// SIGCONT after [`BrokerProcess::pause`].
+    pub fn resume(&self) -> anyhow::Result<()> {
+        self.signal("-CONT")
+    }
+
+    fn signal(&self, signal: &str) -> anyhow::Result<()> {
+        let pid = self.pid().ok_or_else(|| anyhow!("broker is not running"))?;
+        let status = Command::new("kill")
+            .arg(signal)
+            .arg(pid.to_string())
+            .status()?;
+        if !status.success() {
+            bail!("kill {signal} {pid} failed");
+        }
+        Ok(())
     }
 
     /// SIGTERM, then wait for the exit status.

@@ -1,0 +1,352 @@
+//! The controller quorum with three real `weir serve` processes on 127.0.0.1 (combined mode:
+//! each a broker and a voter): they agree on one active controller and on the registered
+//! brokers; SIGKILL of the active controller elects another, which fences the dead broker, and
+//! the node comes back and catches up; a SIGSTOPped broker is fenced within its session timeout
+//! and unfenced after SIGCONT; a node restarted after the metadata log was snapshotted restores
+//! from the snapshot. What nodes agree on is read over the wire (DescribeCluster v2, with fenced
+//! brokers), from librdkafka, and from `weir cluster describe` / `weir metadata dump`.
+//!
+//! Timeouts used: `broker.session.timeout.ms=2000`, `broker.heartbeat.interval.ms=200`, Raft
+//! election timeout 1000 ms (`controller.quorum.election.timeout.ms`' default).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow, bail, ensure};
+use kafka_protocol::messages::{ApiKey, DescribeClusterRequest};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use weir::cli::Client;
+use weir_tests::broker::{BrokerProcess, run_weir};
+
+#[allow(dead_code)]
+#[path = "support/rdkafka_clients.rs"]
+mod rdkafka_clients;
+use rdkafka_clients::client_config;
+
+const SESSION_TIMEOUT_MS: u64 = 2000;
+/// Bound on every wait for the cluster to reach a state.
+const WAIT: Duration = Duration::from_secs(60);
+
+fn cluster(extra: &[&str]) -> anyhow::Result<Vec<BrokerProcess>> {
+    let mut config = vec![
+        format!("broker.session.timeout.ms={SESSION_TIMEOUT_MS}"),
+        "broker.heartbeat.interval.ms=200".to_string(),
+    ];
+    config.extend(extra.iter().map(|item| item.to_string()));
+    let config: Vec<&str> = config.iter().map(String::as_str).collect();
+    BrokerProcess::start_cluster(3, &config)
+}
+
+/// What one node says about the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct View {
+    cluster_id: String,
+    controller: i32,
+    /// Broker id -> fenced.
+    brokers: BTreeMap<i32, bool>,
+}
+
+fn view(node: &BrokerProcess) -> anyhow::Result<View> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let call = async {
+            let mut client = Client::connect(&node.bootstrap()).await?;
+            let version = client.version(ApiKey::DescribeCluster)?;
+            ensure!(
+                version >= 2,
+                "DescribeCluster v{version} cannot list fenced brokers"
+            );
+            let response = client
+                .send(
+                    version,
+                    &DescribeClusterRequest::default().with_include_fenced_brokers(true),
+                )
+                .await?;
+            Ok(View {
+                cluster_id: response.cluster_id.to_string(),
+                controller: response.controller_id.0,
+                brokers: response
+                    .brokers
+                    .iter()
+                    .map(|broker| (broker.broker_id.0, broker.is_fenced))
+                    .collect(),
+            })
+        };
+        tokio::time::timeout(Duration::from_secs(5), call)
+            .await
+            .map_err(|_| anyhow!("DescribeCluster to {} timed out", node.bootstrap()))?
+    })
+}
+
+/// Polls until `check` returns `Some`, or fails after [`WAIT`] with the last reason.
+fn wait_for<T>(what: &str, mut check: impl FnMut() -> Result<T, String>) -> anyhow::Result<T> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match check() {
+            Ok(value) => return Ok(value),
+            Err(reason) if Instant::now() > deadline => {
+                bail!("{what} did not happen within {WAIT:?}: {reason}")
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}
+
+/// Waits until every node in `live` answers the same view, with a controller among `live`
+/// and `expect` holding for it; returns that view.
+fn wait_for_agreement(
+    nodes: &[BrokerProcess],
+    live: &[usize],
+    what: &str,
+    expect: impl Fn(&View) -> bool,
+) -> anyhow::Result<View> {
+    wait_for(what, || {
+        let views: Vec<View> = live
+            .iter()
+            .map(|index| view(&nodes[*index]).map_err(|error| error.to_string()))
+            .collect::<Result<_, _>>()?;
+        let first = views[0].clone();
+        if views.iter().any(|view| *view != first) {
+            return Err(format!("nodes disagree: {views:?}"));
+        }
+        let controller_is_live = live
+            .iter()
+            .any(|index| index + 1 == first.controller as usize);
+        if !controller_is_live || !expect(&first) {
+            return Err(format!("agreed on {first:?}"));
+        }
+        Ok(first)
+    })
+}
+
+fn all_unfenced(view: &View) -> bool {
+    view.brokers == BTreeMap::from([(1, false), (2, false), (3, false)])
+}
+
+fn dump_of(node: &BrokerProcess) -> anyhow::Result<String> {
+    let dump = run_weir(
+        &[
+            "metadata",
+            "dump",
+            "--data-dir",
+            &node.data_dir.to_string_lossy(),
+        ],
+        "",
+    )?;
+    ensure!(
+        dump.status.success(),
+        "weir metadata dump failed: {}",
+        String::from_utf8_lossy(&dump.stderr)
+    );
+    Ok(String::from_utf8_lossy(&dump.stdout).into_owned())
+}
+
+#[test]
+fn three_nodes_agree_on_the_controller_and_the_brokers() -> anyhow::Result<()> {
+    let nodes = cluster(&[])?;
+    let agreed = wait_for_agreement(&nodes, &[0, 1, 2], "three registered brokers", all_unfenced)
+        .with_context(|| nodes[0].log())?;
+    ensure!(!agreed.cluster_id.is_empty());
+
+    // librdkafka sees the same three brokers from every node.
+    for node in &nodes {
+        let consumer: BaseConsumer = client_config(node).create()?;
+        let metadata = consumer.fetch_metadata(None, Duration::from_secs(10))?;
+        let mut ids: Vec<i32> = metadata
+            .brokers()
+            .iter()
+            .map(|broker| broker.id())
+            .collect();
+        ids.sort();
+        ensure!(
+            ids == [1, 2, 3],
+            "librdkafka via {}: {ids:?}",
+            node.bootstrap()
+        );
+    }
+
+    // The operator's view: `weir cluster describe` names the controller, voters and brokers.
+    let describe = run_weir(
+        &[
+            "cluster",
+            "describe",
+            "--bootstrap-server",
+            &nodes[1].bootstrap(),
+        ],
+        "",
+    )?;
+    let text = String::from_utf8_lossy(&describe.stdout);
+    ensure!(
+        describe.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&describe.stderr)
+    );
+    ensure!(
+        text.contains(&format!("LeaderId:        {}", agreed.controller)),
+        "{text}"
+    );
+    ensure!(
+        text.contains("CurrentVoters:   [1 CONTROLLER://127.0.0.1:"),
+        "{text}"
+    );
+    for node in &nodes {
+        ensure!(text.contains(&format!("127.0.0.1:{}", node.port)), "{text}");
+    }
+
+    // Every node's metadata log holds the three registrations.
+    for node in &nodes {
+        let dump = dump_of(node)?;
+        for id in 1..=3 {
+            ensure!(
+                dump.contains(&format!("\"type\":\"RegisterBroker\",\"broker_id\":{id}")),
+                "{dump}"
+            );
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn sigkill_of_the_active_controller_elects_another_that_fences_it_and_it_returns()
+-> anyhow::Result<()> {
+    const ROUNDS: usize = 10;
+    let mut nodes = cluster(&[])?;
+    let mut elections = Vec::new();
+    let mut fencings = Vec::new();
+    let mut view =
+        wait_for_agreement(&nodes, &[0, 1, 2], "three registered brokers", all_unfenced)?;
+    for round in 0..ROUNDS {
+        let killed = view.controller as usize - 1;
+        let live: Vec<usize> = (0..3).filter(|index| *index != killed).collect();
+        let started = Instant::now();
+        nodes[killed].kill();
+        wait_for_agreement(&nodes, &live, "a new controller", |view| {
+            view.controller != killed as i32 + 1
+        })
+        .with_context(|| format!("round {round}"))?;
+        elections.push(started.elapsed());
+        // It has committed the fencing of the dead one.
+        let after = wait_for_agreement(&nodes, &live, "a new controller fencing the old", |view| {
+            view.controller != killed as i32 + 1
+                && view.brokers.get(&(killed as i32 + 1)) == Some(&true)
+        })
+        .with_context(|| format!("round {round}"))?;
+        fencings.push(started.elapsed());
+        ensure!(
+            after.cluster_id == view.cluster_id,
+            "the cluster id changed"
+        );
+        nodes[killed].restart()?;
+        view = wait_for_agreement(
+            &nodes,
+            &[0, 1, 2],
+            "the killed node back, unfenced",
+            all_unfenced,
+        )
+        .with_context(|| format!("round {round}: {}", nodes[killed].log()))?;
+    }
+    elections.sort();
+    fencings.sort();
+    eprintln!(
+        "controller failover over {ROUNDS} SIGKILLs: to a new controller both survivors name \
+         p50 {:?} max {:?}; to the old one fenced p50 {:?} max {:?} (election timeout 1000 ms, \
+         session timeout {SESSION_TIMEOUT_MS} ms)",
+        elections[ROUNDS / 2],
+        elections[ROUNDS - 1],
+        fencings[ROUNDS / 2],
+        fencings[ROUNDS - 1]
+    );
+    Ok(())
+}
+
+#[test]
+fn a_stopped_broker_is_fenced_and_unfenced_after_sigcont() -> anyhow::Result<()> {
+    let nodes = cluster(&[])?;
+    let view = wait_for_agreement(&nodes, &[0, 1, 2], "three registered brokers", all_unfenced)?;
+    // A broker that is not the controller: its heartbeats stop, the controller notices.
+    let stopped = (0..3)
+        .find(|index| *index as i32 + 1 != view.controller)
+        .expect("a follower");
+    let live: Vec<usize> = (0..3).filter(|index| *index != stopped).collect();
+    let id = stopped as i32 + 1;
+    nodes[stopped].pause()?;
+    let started = Instant::now();
+    let fenced = wait_for_agreement(&nodes, &live, "the stopped broker fenced", |view| {
+        view.brokers.get(&id) == Some(&true)
+    });
+    let waited = started.elapsed();
+    nodes[stopped].resume()?;
+    fenced?;
+    // Not before its session ran out.
+    ensure!(
+        waited >= Duration::from_millis(SESSION_TIMEOUT_MS / 2),
+        "fenced after only {waited:?}"
+    );
+    wait_for_agreement(
+        &nodes,
+        &[0, 1, 2],
+        "the resumed broker unfenced",
+        all_unfenced,
+    )?;
+    Ok(())
+}
+
+#[test]
+fn a_node_restarted_after_a_snapshot_restores_from_it() -> anyhow::Result<()> {
+    let mut nodes = cluster(&["metadata.log.max.entries.between.snapshots=4"])?;
+    let mut view =
+        wait_for_agreement(&nodes, &[0, 1, 2], "three registered brokers", all_unfenced)?;
+    // Restarts of a follower write registrations and (un)fencing until every node has taken a
+    // snapshot and dropped the log before it.
+    let follower = (0..3)
+        .find(|index| *index as i32 + 1 != view.controller)
+        .expect("a follower");
+    let snapshot = |node: &BrokerProcess| {
+        node.data_dir
+            .join("__cluster_metadata")
+            .join("quorum.snapshot")
+            .exists()
+    };
+    let mut restarts = 0;
+    while !nodes.iter().all(snapshot) {
+        ensure!(
+            restarts < 10,
+            "no snapshot on every node after {restarts} restarts"
+        );
+        nodes[follower].kill();
+        nodes[follower].restart()?;
+        view = wait_for_agreement(&nodes, &[0, 1, 2], "the follower back", all_unfenced)?;
+        restarts += 1;
+    }
+    let dump = dump_of(&nodes[follower])?;
+    ensure!(dump.starts_with("snapshot "), "{dump}");
+    ensure!(dump.contains("purged up to "), "{dump}");
+    ensure!(
+        !dump.contains("purged up to -1"),
+        "the log was never purged:\n{dump}"
+    );
+
+    // The node restores from snapshot plus log and agrees with the others.
+    nodes[follower].kill();
+    nodes[follower].restart()?;
+    let after = wait_for_agreement(
+        &nodes,
+        &[0, 1, 2],
+        "the restored node agreeing",
+        all_unfenced,
+    )?;
+    ensure!(
+        after.cluster_id == view.cluster_id,
+        "the cluster id changed"
+    );
+    ensure!(
+        nodes[follower]
+            .log()
+            .contains("registered with the controller"),
+        "{}",
+        nodes[follower].log()
+    );
+    Ok(())
+}
