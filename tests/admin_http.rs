@@ -9,11 +9,11 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, anyhow, ensure};
+use anyhow::{anyhow, ensure};
 use rdkafka::Offset;
 use rdkafka::message::{Headers, Message};
 use serde_json::{Value, json};
-use weir_tests::broker::BrokerProcess;
+use weir_tests::broker::{BrokerProcess, persisted_overrides};
 
 #[path = "support/rdkafka_clients.rs"]
 mod rdkafka_clients;
@@ -150,27 +150,6 @@ fn with_broker(
         let tail: Vec<&str> = tail.into_iter().rev().collect();
         error.context(format!("broker log (last 40 lines):\n{}", tail.join("\n")))
     })
-}
-
-/// `topic`'s persisted config overrides, from the broker's metadata file.
-fn persisted_overrides(
-    broker: &BrokerProcess,
-    topic: &str,
-) -> anyhow::Result<BTreeMap<String, String>> {
-    let path = broker.data_dir.join("weir-metadata.json");
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let json: Value = serde_json::from_str(&text)?;
-    Ok(json
-        .pointer(&format!("/topics/{topic}/configs"))
-        .and_then(Value::as_object)
-        .map(|configs| {
-            configs
-                .iter()
-                .filter_map(|(key, value)| Some((key.clone(), value.as_str()?.to_string())))
-                .collect()
-        })
-        .unwrap_or_default())
 }
 
 /// `policy.partitioner` as DescribeConfigs reports it for `topic`.

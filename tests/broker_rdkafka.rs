@@ -18,7 +18,7 @@ use rdkafka::producer::future_producer::OwnedDeliveryResult;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, Timestamp, TopicPartitionList};
 use weir::storage::{BatchHeader, Compression, TopicPartition};
-use weir_tests::broker::BrokerProcess;
+use weir_tests::broker::{BrokerProcess, persisted_overrides};
 
 #[path = "support/rdkafka_clients.rs"]
 mod rdkafka_clients;
@@ -552,26 +552,6 @@ fn single_result(results: Vec<TopicResult>) -> anyhow::Result<TopicResult> {
         Ok([result]) => Ok(result),
         Err(results) => bail!("expected one topic result, got {results:?}"),
     }
-}
-
-/// The topic overrides the broker persisted, read from its metadata file (the fallback while
-/// DescribeConfigs is not served).
-fn persisted_overrides(
-    broker: &BrokerProcess,
-    topic: &str,
-) -> anyhow::Result<BTreeMap<String, String>> {
-    let path = broker.data_dir.join("weir-metadata.json");
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let json: serde_json::Value = serde_json::from_str(&text)?;
-    let configs = json
-        .pointer(&format!("/topics/{topic}/configs"))
-        .and_then(serde_json::Value::as_object)
-        .with_context(|| format!("{} has no configs for {topic}:\n{text}", path.display()))?;
-    Ok(configs
-        .iter()
-        .filter_map(|(key, value)| Some((key.clone(), value.as_str()?.to_string())))
-        .collect())
 }
 
 /// CreateTopics with partitions and configs, the errors for an existing topic, a bad name, a bad

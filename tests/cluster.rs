@@ -14,14 +14,17 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail, ensure};
 use kafka_protocol::messages::{ApiKey, DescribeClusterRequest};
+use rdkafka::admin::{AdminClient, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use weir::cli::Client;
 use weir_tests::broker::{BrokerProcess, run_weir};
 
 #[allow(dead_code)]
 #[path = "support/rdkafka_clients.rs"]
 mod rdkafka_clients;
-use rdkafka_clients::client_config;
+use rdkafka_clients::{admin_options, assigned_consumer, block_on, client_config, runtime};
 
 const SESSION_TIMEOUT_MS: u64 = 2000;
 /// Bound on every wait for the cluster to reach a state.
@@ -214,6 +217,7 @@ fn sigkill_of_the_active_controller_elects_another_that_fences_it_and_it_returns
     const ROUNDS: usize = 10;
     let mut nodes = cluster(&[])?;
     let mut elections = Vec::new();
+    let mut creations = Vec::new();
     let mut fencings = Vec::new();
     let mut view =
         wait_for_agreement(&nodes, &[0, 1, 2], "three registered brokers", all_unfenced)?;
@@ -227,6 +231,12 @@ fn sigkill_of_the_active_controller_elects_another_that_fences_it_and_it_returns
         })
         .with_context(|| format!("round {round}"))?;
         elections.push(started.elapsed());
+        // CreateTopics works again: the first success after the kill.
+        wait_for("CreateTopics after the failover", || {
+            create_topic(&nodes, &live, &format!("after-failover-{round}"))
+        })
+        .with_context(|| format!("round {round}"))?;
+        creations.push(started.elapsed());
         // It has committed the fencing of the dead one.
         let after = wait_for_agreement(&nodes, &live, "a new controller fencing the old", |view| {
             view.controller != killed as i32 + 1
@@ -247,17 +257,26 @@ fn sigkill_of_the_active_controller_elects_another_that_fences_it_and_it_returns
         )
         .with_context(|| format!("round {round}: {}", nodes[killed].log()))?;
     }
-    elections.sort();
-    fencings.sort();
+    for times in [&mut elections, &mut creations, &mut fencings] {
+        times.sort();
+    }
     eprintln!(
         "controller failover over {ROUNDS} SIGKILLs: to a new controller both survivors name \
-         p50 {:?} max {:?}; to the old one fenced p50 {:?} max {:?} (election timeout 1000 ms, \
-         session timeout {SESSION_TIMEOUT_MS} ms)",
+         p50 {:?} max {:?}; to the first successful CreateTopics p50 {:?} max {:?}; to the old \
+         one fenced p50 {:?} max {:?} (election timeout 1000 ms, session timeout \
+         {SESSION_TIMEOUT_MS} ms)",
         elections[ROUNDS / 2],
         elections[ROUNDS - 1],
+        creations[ROUNDS / 2],
+        creations[ROUNDS - 1],
         fencings[ROUNDS / 2],
         fencings[ROUNDS - 1]
     );
+    // Every topic created along the way survived every failover.
+    for round in 0..ROUNDS {
+        let name = format!("after-failover-{round}");
+        ensure!(layout(&nodes[0], &name).is_ok(), "{name} lost");
+    }
     Ok(())
 }
 
@@ -349,4 +368,263 @@ fn a_node_restarted_after_a_snapshot_restores_from_it() -> anyhow::Result<()> {
         nodes[follower].log()
     );
     Ok(())
+}
+
+/// (partition, leader, replicas, ISR) of `topic` as librdkafka sees it through `node`.
+type Layout = Vec<(i32, i32, Vec<i32>, Vec<i32>)>;
+
+fn layout(node: &BrokerProcess, topic: &str) -> anyhow::Result<Layout> {
+    let consumer: BaseConsumer = client_config(node).create()?;
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    let found = metadata
+        .topics()
+        .iter()
+        .find(|found| found.name() == topic)
+        .ok_or_else(|| anyhow!("{topic} not in the metadata"))?;
+    if let Some(error) = found.error() {
+        bail!("{topic}: {error:?}");
+    }
+    let mut layout: Layout = found
+        .partitions()
+        .iter()
+        .map(|partition| {
+            (
+                partition.id(),
+                partition.leader(),
+                partition.replicas().to_vec(),
+                partition.isr().to_vec(),
+            )
+        })
+        .collect();
+    layout.sort();
+    Ok(layout)
+}
+
+#[test]
+fn a_topic_created_through_one_broker_is_the_same_on_all_three() -> anyhow::Result<()> {
+    let nodes = cluster(&[])?;
+    let view = wait_for_agreement(&nodes, &[0, 1, 2], "three registered brokers", all_unfenced)?;
+    let runtime = runtime()?;
+    // Through a broker that is not the controller: librdkafka sends CreateTopics to the
+    // controller Metadata names.
+    let entry = (0..3)
+        .find(|index| *index as i32 + 1 != view.controller)
+        .expect("a follower");
+    let admin: AdminClient<DefaultClientContext> = client_config(&nodes[entry]).create()?;
+    let topics = [
+        NewTopic::new("spread", 6, TopicReplication::Fixed(3)),
+        NewTopic::new("single", 3, TopicReplication::Fixed(1)),
+    ];
+    for result in block_on(
+        &runtime,
+        "CreateTopics",
+        admin.create_topics(&topics, &admin_options()),
+    )?? {
+        result.map_err(|(topic, error)| anyhow!("creating {topic}: {error}"))?;
+    }
+    let too_many = NewTopic::new("too-many", 1, TopicReplication::Fixed(4));
+    let refused = block_on(
+        &runtime,
+        "CreateTopics",
+        admin.create_topics([&too_many], &admin_options()),
+    )??;
+    ensure!(
+        matches!(
+            &refused[0],
+            Err((
+                _,
+                rdkafka::types::RDKafkaErrorCode::InvalidReplicationFactor
+            ))
+        ),
+        "{refused:?}"
+    );
+
+    // Every node answers the same leaders, replicas and ISR.
+    let spread = wait_for("the same layout from every node", || {
+        let layouts: Vec<Layout> = nodes
+            .iter()
+            .map(|node| layout(node, "spread").map_err(|error| error.to_string()))
+            .collect::<Result<_, _>>()?;
+        if layouts.iter().any(|layout| *layout != layouts[0]) || layouts[0].len() != 6 {
+            return Err(format!("{layouts:?}"));
+        }
+        Ok(layouts[0].clone())
+    })?;
+    for (partition, leader, replicas, isr) in &spread {
+        let mut sorted = replicas.clone();
+        sorted.sort();
+        ensure!(
+            sorted == [1, 2, 3],
+            "partition {partition}: replicas {replicas:?}"
+        );
+        ensure!(
+            replicas[0] == *leader && isr == replicas,
+            "partition {partition}: {spread:?}"
+        );
+    }
+    let leaders: std::collections::BTreeSet<i32> = spread.iter().map(|p| p.1).collect();
+    ensure!(
+        leaders.len() == 3,
+        "leaders not spread over the brokers: {spread:?}"
+    );
+
+    // Records reach each partition's leader and read back from it.
+    let producer: FutureProducer = client_config(&nodes[0]).set("acks", "all").create()?;
+    for partition in 0..3 {
+        let value = format!("record for partition {partition}");
+        block_on(
+            &runtime,
+            "produce",
+            producer.send(
+                FutureRecord::<(), _>::to("single")
+                    .partition(partition)
+                    .payload(&value),
+                Duration::from_secs(10),
+            ),
+        )?
+        .map_err(|(error, _)| anyhow!("producing to single-{partition}: {error}"))?;
+        let consumer = assigned_consumer(&nodes[2], &[])?;
+        let read = rdkafka_clients::read_partition(
+            &consumer,
+            "single",
+            partition,
+            rdkafka::Offset::Beginning,
+            1,
+        )?;
+        ensure!(
+            rdkafka::message::Message::payload(&read[0]) == Some(value.as_bytes()),
+            "partition {partition}"
+        );
+    }
+    // A broker that does not lead a partition refuses its records with NOT_LEADER_OR_FOLLOWER
+    // (so a client refreshes metadata and goes to the leader) and stores nothing.
+    let single = layout(&nodes[0], "single")?;
+    let (partition, leader, _, _) = single[0].clone();
+    let other = (0..3)
+        .find(|index| *index as i32 + 1 != leader)
+        .expect("a non-leader");
+    let code = produce_raw(&nodes[other], "single", partition)?;
+    ensure!(
+        code == kafka_protocol::ResponseError::NotLeaderOrFollower.code(),
+        "produce to broker {} for single-{partition} (led by {leader}) answered {code}",
+        other + 1
+    );
+
+    // Deleted through the controller: gone from every node's metadata and disk.
+    let deleted = block_on(
+        &runtime,
+        "DeleteTopics",
+        admin.delete_topics(&["spread"], &admin_options()),
+    )??;
+    deleted[0]
+        .clone()
+        .map_err(|(topic, error)| anyhow!("deleting {topic}: {error}"))?;
+    wait_for("spread gone everywhere", || {
+        for node in &nodes {
+            let on_disk = std::fs::read_dir(&node.data_dir)
+                .map_err(|error| error.to_string())?
+                .flatten()
+                .any(|entry| entry.file_name().to_string_lossy().starts_with("spread-"));
+            if on_disk || layout(node, "spread").is_ok() {
+                return Err(format!("spread still on {}", node.bootstrap()));
+            }
+        }
+        Ok(())
+    })?;
+    Ok(())
+}
+
+/// One record sent with a raw Produce (acks=1) straight to `node`, whatever the metadata says;
+/// the partition's error code.
+fn produce_raw(node: &BrokerProcess, topic: &str, partition: i32) -> anyhow::Result<i16> {
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{ProduceRequest, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+    use weir::storage::Compression;
+    use weir::storage::records::{ProducerRecord, encode_producer_batch};
+
+    let batch = encode_producer_batch(
+        &[ProducerRecord {
+            key: None,
+            value: Some(b"misdirected"),
+            headers: &[],
+            timestamp: 0,
+        }],
+        Compression::None,
+    )
+    .map_err(anyhow::Error::msg)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let mut client = Client::connect(&node.bootstrap()).await?;
+        // By name: v12 is the last version that names topics.
+        let version = client.version_up_to(ApiKey::Produce, 12)?;
+        let request = ProduceRequest::default()
+            .with_acks(1)
+            .with_timeout_ms(5000)
+            .with_topic_data(vec![
+                TopicProduceData::default()
+                    .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+                    .with_partition_data(vec![
+                        PartitionProduceData::default()
+                            .with_index(partition)
+                            .with_records(Some(bytes::Bytes::from(batch))),
+                    ]),
+            ]);
+        let response = client.send(version, &request).await?;
+        response
+            .responses
+            .first()
+            .and_then(|topic| topic.partition_responses.first())
+            .map(|partition| partition.error_code)
+            .ok_or_else(|| anyhow!("no partition in the produce response"))
+    })
+}
+
+/// One CreateTopics (3 partitions, replication factor 3) sent to the controller that the first
+/// of `live` names, as a client does; an error string while there is none or it refuses.
+fn create_topic(nodes: &[BrokerProcess], live: &[usize], name: &str) -> Result<(), String> {
+    use kafka_protocol::messages::create_topics_request::CreatableTopic;
+    use kafka_protocol::messages::{CreateTopicsRequest, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+
+    let controller = view(&nodes[live[0]])
+        .map_err(|error| error.to_string())?
+        .controller;
+    let node = live
+        .iter()
+        .find(|index| **index as i32 + 1 == controller)
+        .ok_or_else(|| format!("controller {controller} is not a live node"))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| error.to_string())?;
+    runtime.block_on(async {
+        let call = async {
+            let mut client = Client::connect(&nodes[*node].bootstrap()).await?;
+            let version = client.version(ApiKey::CreateTopics)?;
+            let request = CreateTopicsRequest::default()
+                .with_timeout_ms(5000)
+                .with_topics(vec![
+                    CreatableTopic::default()
+                        .with_name(TopicName(StrBytes::from_string(name.to_string())))
+                        .with_num_partitions(3)
+                        .with_replication_factor(3),
+                ]);
+            let response = client.send(version, &request).await?;
+            anyhow::Ok(response.topics.first().map(|topic| {
+                (
+                    topic.error_code,
+                    topic.error_message.as_ref().map(|m| m.to_string()),
+                )
+            }))
+        };
+        match tokio::time::timeout(Duration::from_secs(10), call).await {
+            Err(_) => Err("CreateTopics timed out".to_string()),
+            Ok(Err(error)) => Err(error.to_string()),
+            Ok(Ok(Some((0, _)))) => Ok(()),
+            Ok(Ok(other)) => Err(format!("CreateTopics answered {other:?}")),
+        }
+    })
 }

@@ -1361,6 +1361,7 @@ async fn produce_rounds(
         let name = format!("produce-{records_per_batch}-{round}");
         broker
             .create_topic(&name, 1, 1, BTreeMap::new(), false)
+            .await
             .map_err(|error| anyhow!("creating {name}: {}", error.message))?;
         let topic = broker.topic(&name).context("the topic just created")?;
         let partition = broker.partition(&name, 0).context("partition 0")?;
@@ -1403,6 +1404,7 @@ async fn produce_rounds(
         drop(partition);
         broker
             .delete_topic(&name)
+            .await
             .map_err(|error| anyhow!("deleting {name}: {}", error.message))?;
     }
     Ok(samples)

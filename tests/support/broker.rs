@@ -111,6 +111,21 @@ pub fn free_port_list(count: usize) -> Vec<u16> {
         .collect()
 }
 
+/// A topic's config overrides as the broker persisted them: the metadata log (snapshot and
+/// entries) in its data directory, folded as a restarted node would.
+pub fn persisted_overrides(
+    broker: &BrokerProcess,
+    topic: &str,
+) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+    let image = weir::tools::metadata_dump::read_image(&broker.data_dir)?;
+    Ok(image
+        .configs(&weir::controller::records::ConfigResource::Topic(
+            topic.to_string(),
+        ))
+        .cloned()
+        .unwrap_or_default())
+}
+
 #[derive(Debug)]
 pub struct BrokerProcess {
     child: Option<Child>,
@@ -161,8 +176,13 @@ impl BrokerProcess {
                 extra_args: Vec::new(),
                 _temp: Some(temp),
             };
-            broker.spawn()?;
+            broker.launch()?;
             brokers.push(broker);
+        }
+        // A node listens once a controller has unfenced it, which takes a majority of the
+        // voters: all of them are started before any is waited for.
+        for broker in &mut brokers {
+            broker.wait_ready()?;
         }
         Ok(brokers)
     }
@@ -201,6 +221,12 @@ impl BrokerProcess {
     }
 
     fn spawn(&mut self) -> anyhow::Result<()> {
+        self.launch()?;
+        self.wait_ready()
+    }
+
+    /// Starts the process without waiting for it to listen.
+    fn launch(&mut self) -> anyhow::Result<()> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -226,7 +252,7 @@ impl BrokerProcess {
             .spawn()
             .context("starting weir serve")?;
         self.child = Some(child);
-        self.wait_ready()
+        Ok(())
     }
 
     fn wait_ready(&mut self) -> anyhow::Result<()> {

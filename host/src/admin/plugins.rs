@@ -175,14 +175,16 @@ pub async fn activate(
     if let Some(topic) = &request.topic {
         let key = activated.kind.topic_config();
         let binding = name.clone();
-        broker.alter_topic_configs(
-            topic,
-            move |configs| {
-                configs.insert(key.to_string(), binding);
-                Ok(())
-            },
-            false,
-        )?;
+        broker
+            .alter_topic_configs(
+                topic,
+                move |configs| {
+                    configs.insert(key.to_string(), binding);
+                    Ok(())
+                },
+                false,
+            )
+            .await?;
     }
     Ok(json_response(StatusCode::OK, &activated))
 }

@@ -193,13 +193,14 @@ pub async fn handle(
         (0..request.records.len()).map(|_| None).collect();
     let mut first_error: Option<(u32, ProduceError)> = None;
     for (partition_index, indices) in by_partition {
-        // Not hosted here, or its log out of service: every record for it fails alike.
+        // Led elsewhere, not hosted here, or its log out of service: every record for it
+        // fails alike.
         let writable = broker
-            .partition(&topic.name, partition_index as i32)
-            .ok_or_else(|| {
+            .led_partition(&topic.name, partition_index as i32)
+            .map_err(|code| {
                 ProduceError::kafka(
-                    ResponseError::UnknownTopicOrPartition,
-                    format!("partition {partition_index} is not hosted here"),
+                    code,
+                    format!("partition {partition_index} is not led by this broker"),
                 )
             })
             .and_then(|partition| {

@@ -9,12 +9,15 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use kafka_protocol::ResponseError;
+use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::clock::SystemClock;
 use crate::config::BrokerConfig;
-use crate::controller::quorum::{NodeId, Quorum, QuorumConfig};
-use crate::controller::records::{BrokerId, Endpoint};
+use crate::controller::image::{MetadataImage, TopicImage};
+use crate::controller::placement::{self, Candidate};
+use crate::controller::quorum::{NodeId, ProposeError, Quorum, QuorumConfig};
+use crate::controller::records::{BrokerId, Change, ConfigResource, Endpoint, MetadataRecord};
 use crate::replication::Partition;
 use crate::storage::{LogConfig, LogManager, TopicPartition};
 use topics::{MIN_INSYNC_REPLICAS, TopicRecord, TopicStore, topic_log_config, validate_topic_name};
@@ -67,12 +70,76 @@ pub struct Broker {
     pub groups: crate::group::GroupCoordinator,
     /// This node's member of the controller quorum and its view of the cluster metadata.
     pub quorum: Arc<Quorum>,
+    /// The topic id behind each topic name this broker hosts partitions of (a topic deleted
+    /// and recreated under the same name has a new id: its old logs go).
+    hosted_topic_ids: Mutex<HashMap<String, Uuid>>,
+    /// The metadata offset the hosted partitions last matched.
+    reconciled: watch::Sender<Option<u64>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// How long startup waits for the metadata it had committed, and a metadata change for this
+/// broker to apply it, before going on (startup) or answering REQUEST_TIMED_OUT (a change).
+const METADATA_RECOVERY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// A topic as the handlers use it, read from the metadata image.
+fn topic_record(image: &MetadataImage, topic: &TopicImage) -> TopicRecord {
+    TopicRecord {
+        name: topic.name.clone(),
+        id: topic.topic_id,
+        partitions: topic.partitions.len() as u32,
+        replication_factor: topic
+            .partitions
+            .values()
+            .next()
+            .map_or(0, |partition| partition.replicas.len() as i16),
+        configs: image
+            .configs(&ConfigResource::Topic(topic.name.clone()))
+            .cloned()
+            .unwrap_or_default(),
+    }
+}
+
+/// New partitions `first..` of a topic as created: the first replica leads, all are in sync.
+fn partition_records(
+    topic_id: Uuid,
+    first: u32,
+    assignments: Vec<Vec<BrokerId>>,
+) -> impl Iterator<Item = Change> {
+    assignments
+        .into_iter()
+        .zip(first..)
+        .map(move |(replicas, partition)| Change::Partition {
+            topic_id,
+            partition,
+            isr: replicas.clone(),
+            leader: replicas[0],
+            replicas,
+            elr: Vec::new(),
+            leader_epoch: 0,
+            partition_epoch: 0,
+        })
+}
+
+/// Reconciles the hosted partitions after every metadata change, until the broker is dropped.
+async fn run_reconciler(broker: std::sync::Weak<Broker>) {
+    let Some(mut applied) = broker
+        .upgrade()
+        .map(|broker| broker.quorum.view().subscribe())
+    else {
+        return;
+    };
+    while applied.changed().await.is_ok() {
+        let Some(broker) = broker.upgrade() else {
+            return;
+        };
+        let _ = tokio::task::spawn_blocking(move || broker.reconcile()).await;
+    }
 }
 
 /// A broker as Metadata and DescribeCluster list it.
@@ -152,18 +219,50 @@ impl Broker {
         topic.configs.get(kind.topic_config()).map(String::as_str)
     }
 
-    /// Opens the data directory: topic metadata, then every partition log (recovering as needed).
-    /// Starts this node's member of the controller quorum, then opens the broker.
+    /// Starts this node's member of the controller quorum, waits until it has applied the
+    /// metadata it had committed before (so topics are known before any request), opens the
+    /// data directory, moves a single-node data directory's topics into the metadata log, and
+    /// hosts the partitions the metadata assigns to this broker.
     pub async fn start(config: BrokerConfig) -> anyhow::Result<Arc<Broker>> {
         let quorum = Quorum::start(quorum_config(&config)).await?;
-        let opening = quorum.clone();
-        match tokio::task::spawn_blocking(move || Broker::open(config, opening)).await? {
-            Ok(broker) => Ok(broker),
-            Err(error) => {
-                quorum.shutdown().await;
-                Err(error)
-            }
+        if !quorum.wait_for_recovery(METADATA_RECOVERY_TIMEOUT).await {
+            tracing::warn!(
+                timeout = ?METADATA_RECOVERY_TIMEOUT,
+                "metadata not caught up yet (no controller quorum?); starting with what is applied"
+            );
         }
+        let opening = quorum.clone();
+        let broker =
+            match tokio::task::spawn_blocking(move || Broker::open(config, opening)).await? {
+                Ok(broker) => broker,
+                Err(error) => {
+                    quorum.shutdown().await;
+                    return Err(error);
+                }
+            };
+        broker.migrate_local_topics().await;
+        let reconciling = broker.clone();
+        tokio::task::spawn_blocking(move || reconciling.reconcile()).await?;
+        tokio::spawn(run_reconciler(Arc::downgrade(&broker)));
+        // Kafka's broker serves once the controller has unfenced it: before that, topics could
+        // not be placed on it and clients would hear of a broker the cluster does not list.
+        let unfenced = broker
+            .quorum
+            .register_broker(
+                broker.config.node_id,
+                broker.endpoints(),
+                broker.config.rack.clone(),
+                broker.config.lifecycle,
+                METADATA_RECOVERY_TIMEOUT,
+            )
+            .await;
+        if !unfenced {
+            tracing::warn!(
+                timeout = ?METADATA_RECOVERY_TIMEOUT,
+                "not unfenced by a controller yet (is a majority of controller.quorum.voters up?); serving anyway"
+            );
+        }
+        Ok(broker)
     }
 
     pub fn open(config: BrokerConfig, quorum: Arc<Quorum>) -> anyhow::Result<Arc<Broker>> {
@@ -175,16 +274,28 @@ impl Broker {
         })?;
         let store = TopicStore::open(&config.log_dir)?;
         quorum.offer_cluster_id(store.cluster_id());
-        let topic_configs: HashMap<String, LogConfig> = store
+        // Topic configs from the metadata (or, before migration, the single-node store).
+        let image = quorum.view().image();
+        let mut topic_configs: HashMap<String, LogConfig> = HashMap::new();
+        let known = store
             .all()
-            .map(|topic| {
-                let config = topic_log_config(&config.log_defaults, &topic.configs).unwrap_or_else(|error| {
-                    tracing::warn!(topic = %topic.name, %error, "stored topic config is invalid; using defaults");
-                    config.log_defaults.clone()
-                });
-                (topic.name.clone(), config)
-            })
-            .collect();
+            .map(|topic| (topic.name.clone(), topic.configs.clone()))
+            .chain(image.topics().map(|topic| {
+                (
+                    topic.name.clone(),
+                    image
+                        .configs(&ConfigResource::Topic(topic.name.clone()))
+                        .cloned()
+                        .unwrap_or_default(),
+                )
+            }));
+        for (name, configs) in known {
+            let log_config = topic_log_config(&config.log_defaults, &configs).unwrap_or_else(|error| {
+                tracing::warn!(topic = %name, %error, "topic config is invalid; using defaults");
+                config.log_defaults.clone()
+            });
+            topic_configs.insert(name, log_config);
+        }
         let defaults = config.log_defaults.clone();
         let logs = LogManager::open(&config.log_dir, Arc::new(SystemClock), |tp| {
             topic_configs
@@ -196,44 +307,256 @@ impl Broker {
             crate::policy::Policies::open(Some(&config.log_dir.join(PLUGINS_DIR)), config.policy)?;
         let groups = crate::group::GroupCoordinator::open(&config.log_dir, config.group.clone())
             .map_err(|error| anyhow::anyhow!("cannot open the committed offsets: {error}"))?;
-        let broker = Broker {
+        Ok(Arc::new(Broker {
             config,
             logs,
             store: Mutex::new(store),
             partitions: RwLock::new(HashMap::new()),
+            hosted_topic_ids: Mutex::new(HashMap::new()),
+            reconciled: watch::Sender::new(None),
             policies,
             groups,
             quorum,
-        };
-        let topics: Vec<TopicRecord> = lock(&broker.store).all().cloned().collect();
-        for topic in topics {
-            broker.host_partitions(&topic, 0)?;
-        }
-        for tp in broker.logs.partitions() {
-            if lock(&broker.store)
-                .get(&tp.topic)
-                .is_none_or(|topic| tp.partition >= topic.partitions)
-            {
-                tracing::warn!(partition = %tp, "log directory belongs to no known topic; leaving it untouched");
-            }
-        }
-        Ok(Arc::new(broker))
+        }))
     }
 
-    /// Opens (creating if needed) the logs of partitions `from..` of `topic` and serves them.
-    fn host_partitions(&self, topic: &TopicRecord, from: u32) -> anyhow::Result<()> {
-        let config = topic_log_config(&self.config.log_defaults, &topic.configs)
-            .map_err(anyhow::Error::msg)?;
-        for index in from..topic.partitions {
-            let tp = TopicPartition::new(topic.name.as_str(), index);
-            let log = self.logs.get_or_create(&tp, config.clone())?;
-            let partition = Partition::new(tp.clone(), log, SINGLE_NODE_LEADER_EPOCH)?;
-            self.partitions
-                .write()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .insert(tp, partition);
+    /// A data directory from before the controller kept its topics in `weir-metadata.json`:
+    /// on a node that is (or becomes, within a few seconds) the active controller, each such
+    /// topic is written to the metadata log with its id, on this broker, and dropped from the
+    /// file. Its logs stay where they are and are hosted as before.
+    async fn migrate_local_topics(&self) {
+        let legacy: Vec<TopicRecord> = lock(&self.store).all().cloned().collect();
+        if legacy.is_empty() {
+            return;
         }
-        Ok(())
+        if !self
+            .quorum
+            .wait_for_controller(METADATA_RECOVERY_TIMEOUT)
+            .await
+            || !self.quorum.is_active_controller()
+        {
+            tracing::warn!(
+                topics = legacy.len(),
+                "topics of a single-node data directory wait for this node to be the active controller to move into the metadata log"
+            );
+            return;
+        }
+        let me = self.config.node_id;
+        for topic in legacy {
+            let image = self.quorum.view().image();
+            if image.topic_by_name(&topic.name).is_none() {
+                let mut records = vec![Change::Topic {
+                    name: topic.name.clone(),
+                    topic_id: topic.id,
+                }];
+                records.extend((0..topic.partitions).map(|partition| Change::Partition {
+                    topic_id: topic.id,
+                    partition,
+                    replicas: vec![me],
+                    isr: vec![me],
+                    leader: me,
+                    elr: Vec::new(),
+                    leader_epoch: SINGLE_NODE_LEADER_EPOCH,
+                    partition_epoch: 0,
+                }));
+                records.extend(topic.configs.iter().map(|(key, value)| Change::Config {
+                    resource: ConfigResource::Topic(topic.name.clone()),
+                    key: key.clone(),
+                    value: Some(value.clone()),
+                }));
+                let records = records.into_iter().map(MetadataRecord::new).collect();
+                if let Err(error) = self.quorum.propose(records).await {
+                    tracing::error!(topic = %topic.name, %error, "could not move the topic into the metadata log");
+                    continue;
+                }
+                tracing::info!(topic = %topic.name, id = %topic.id, "moved topic into the metadata log");
+            }
+            if let Err(error) = lock(&self.store).remove(&topic.name) {
+                tracing::warn!(topic = %topic.name, %error, "could not drop the migrated topic from weir-metadata.json");
+            }
+        }
+    }
+
+    /// Makes the hosted partitions match the metadata image: opens (creating if needed) the log
+    /// of every partition assigned to this broker, applies changed topic configs, and deletes
+    /// the partitions and logs of topics that are gone (or were recreated under a new id).
+    /// Logs on disk that no topic claims are left alone.
+    pub fn reconcile(&self) {
+        let image = self.quorum.view().image();
+        let me = self.config.node_id;
+        let mut hosted_ids = lock(&self.hosted_topic_ids);
+        // Topics gone from the image, or recreated with a new id: stop serving and delete.
+        let stale: Vec<String> = hosted_ids
+            .iter()
+            .filter(|(name, id)| {
+                image
+                    .topic_by_name(name)
+                    .is_none_or(|topic| topic.topic_id != **id)
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in stale {
+            hosted_ids.remove(&name);
+            let removed: Vec<TopicPartition> = {
+                let mut partitions = self
+                    .partitions
+                    .write()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                let removed: Vec<TopicPartition> = partitions
+                    .keys()
+                    .filter(|tp| tp.topic == name)
+                    .cloned()
+                    .collect();
+                for tp in &removed {
+                    partitions.remove(tp);
+                }
+                removed
+            };
+            for tp in removed {
+                if let Err(error) = self.logs.delete(&tp) {
+                    tracing::error!(partition = %tp, %error, "could not delete the log of a deleted topic");
+                }
+            }
+            self.groups.forget_topic(&name);
+            tracing::info!(topic = %name, "deleted topic");
+        }
+        for topic in image.topics() {
+            let configs = image
+                .configs(&ConfigResource::Topic(topic.name.clone()))
+                .cloned()
+                .unwrap_or_default();
+            let log_config = topic_log_config(&self.config.log_defaults, &configs)
+                .unwrap_or_else(|error| {
+                    tracing::warn!(topic = %topic.name, %error, "topic config is invalid; using defaults");
+                    self.config.log_defaults.clone()
+                });
+            let mut hosts_any = false;
+            for (index, registration) in &topic.partitions {
+                if !registration.replicas.contains(&me) {
+                    continue;
+                }
+                hosts_any = true;
+                let tp = TopicPartition::new(topic.name.as_str(), *index);
+                if let Some(partition) = self.partition(&topic.name, *index as i32) {
+                    // A log out of service (poisoned) keeps its old config; a restart reopens
+                    // it with the current one.
+                    if let Ok(mut log) = partition.log()
+                        && *log.config() != log_config
+                    {
+                        log.set_config(log_config.clone());
+                    }
+                    continue;
+                }
+                let opened = self
+                    .logs
+                    .get_or_create(&tp, log_config.clone())
+                    .map_err(anyhow::Error::from)
+                    .and_then(|log| {
+                        Ok(Partition::new(tp.clone(), log, registration.leader_epoch)?)
+                    });
+                match opened {
+                    Ok(partition) => {
+                        self.partitions
+                            .write()
+                            .unwrap_or_else(|poisoned| poisoned.into_inner())
+                            .insert(tp, partition);
+                    }
+                    Err(error) => {
+                        tracing::error!(partition = %tp, %error, "cannot open the log of an assigned partition");
+                    }
+                }
+            }
+            if hosts_any {
+                hosted_ids.insert(topic.name.clone(), topic.topic_id);
+            }
+        }
+        drop(hosted_ids);
+        self.reconciled.send_replace(image.offset());
+    }
+
+    /// Waits until this broker has reconciled its partitions with the image at `offset`.
+    async fn wait_reconciled(&self, offset: u64) -> Result<(), ApiError> {
+        let mut reconciled = self.reconciled.subscribe();
+        let reached = tokio::time::timeout(
+            METADATA_RECOVERY_TIMEOUT,
+            reconciled.wait_for(|done| done.is_some_and(|done| done >= offset)),
+        )
+        .await;
+        match reached {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err(ApiError::new(
+                ResponseError::RequestTimedOut,
+                format!(
+                    "the change committed at metadata offset {offset} was not applied here in time"
+                ),
+            )),
+        }
+    }
+
+    /// Proposes `records` as one metadata entry and waits until this broker has applied it.
+    async fn commit(&self, records: Vec<Change>) -> Result<u64, ApiError> {
+        let records = records.into_iter().map(MetadataRecord::new).collect();
+        let offset = self
+            .quorum
+            .propose(records)
+            .await
+            .map_err(|error| match error {
+                ProposeError::NotController { .. } => {
+                    ApiError::new(ResponseError::NotController, error.to_string())
+                }
+                ProposeError::Refused(_) | ProposeError::Stopped(_) => {
+                    ApiError::new(ResponseError::UnknownServerError, error.to_string())
+                }
+            })?;
+        self.wait_reconciled(offset).await?;
+        Ok(offset)
+    }
+
+    /// Metadata changes are validated and proposed by the active controller only (clients
+    /// send them there: Metadata names it); any other broker answers NOT_CONTROLLER, which
+    /// clients retry after refreshing metadata.
+    fn require_controller(&self) -> Result<(), ApiError> {
+        if self.quorum.is_active_controller() {
+            return Ok(());
+        }
+        Err(ApiError::new(
+            ResponseError::NotController,
+            format!(
+                "broker {} is not the active controller (the active one is {})",
+                self.config.node_id,
+                self.controller_id()
+            ),
+        ))
+    }
+
+    /// Replica assignments for `count` new partitions starting at `first`, over the registered
+    /// unfenced brokers, rack-aware (Kafka's placement, random start and shift as Kafka).
+    fn place(
+        &self,
+        first: u32,
+        count: u32,
+        replication_factor: i16,
+    ) -> Result<Vec<Vec<BrokerId>>, ApiError> {
+        let image = self.quorum.view().image();
+        let candidates: Vec<Candidate> = image
+            .brokers()
+            .filter(|broker| !broker.fenced)
+            .map(|broker| Candidate {
+                broker_id: broker.broker_id,
+                rack: broker.rack.clone(),
+            })
+            .collect();
+        let random = Uuid::new_v4().as_u128();
+        let replication_factor = usize::try_from(replication_factor).unwrap_or(0);
+        placement::assign(
+            &candidates,
+            count,
+            replication_factor,
+            first,
+            random as usize,
+            (random >> 64) as usize,
+        )
+        .map_err(|message| ApiError::new(ResponseError::InvalidReplicationFactor, message))
     }
 
     /// The listeners this broker registers with the controller.
@@ -295,6 +618,36 @@ impl Broker {
         }
     }
 
+    /// The partition's registration in the metadata image: replicas, leader, epochs, ISR.
+    pub fn partition_registration(
+        &self,
+        topic: &str,
+        index: i32,
+    ) -> Option<crate::controller::image::PartitionRegistration> {
+        let index = u32::try_from(index).ok()?;
+        self.quorum
+            .view()
+            .image()
+            .topic_by_name(topic)?
+            .partitions
+            .get(&index)
+            .cloned()
+    }
+
+    /// The partition, if the metadata names this broker its leader and it is hosted here:
+    /// what Produce and consumer Fetch need. A partition led elsewhere is
+    /// NOT_LEADER_OR_FOLLOWER, so the client refreshes metadata and goes to the leader.
+    pub fn led_partition(&self, topic: &str, index: i32) -> Result<Arc<Partition>, ResponseError> {
+        let registration = self
+            .partition_registration(topic, index)
+            .ok_or(ResponseError::UnknownTopicOrPartition)?;
+        if registration.leader != self.config.node_id {
+            return Err(ResponseError::NotLeaderOrFollower);
+        }
+        self.partition(topic, index)
+            .ok_or(ResponseError::UnknownTopicOrPartition)
+    }
+
     pub fn partition(&self, topic: &str, index: i32) -> Option<Arc<Partition>> {
         let index = u32::try_from(index).ok()?;
         self.partitions
@@ -305,15 +658,26 @@ impl Broker {
     }
 
     pub fn topic(&self, name: &str) -> Option<TopicRecord> {
-        lock(&self.store).get(name).cloned()
+        let image = self.quorum.view().image();
+        image
+            .topic_by_name(name)
+            .map(|topic| topic_record(&image, topic))
     }
 
     pub fn topic_by_id(&self, id: Uuid) -> Option<TopicRecord> {
-        lock(&self.store).by_id(id).cloned()
+        let image = self.quorum.view().image();
+        image.topic(id).map(|topic| topic_record(&image, topic))
     }
 
+    /// Every topic, by name.
     pub fn topics(&self) -> Vec<TopicRecord> {
-        lock(&self.store).all().cloned().collect()
+        let image = self.quorum.view().image();
+        let mut topics: Vec<TopicRecord> = image
+            .topics()
+            .map(|topic| topic_record(&image, topic))
+            .collect();
+        topics.sort_by(|a, b| a.name.cmp(&b.name));
+        topics
     }
 
     pub fn min_insync_replicas(&self, topic: &TopicRecord) -> u32 {
@@ -337,7 +701,7 @@ impl Broker {
 
     /// The topic, auto-creating it when the request and `auto.create.topics.enable` both allow
     /// (Metadata only).
-    pub fn topic_or_auto_create(
+    pub async fn topic_or_auto_create(
         &self,
         name: &str,
         allow_auto_create: bool,
@@ -353,7 +717,10 @@ impl Broker {
                 format!("topic '{name}' does not exist"),
             ));
         }
-        match self.create_topic(name, -1, -1, BTreeMap::new(), false) {
+        match self
+            .create_topic(name, -1, -1, BTreeMap::new(), false)
+            .await
+        {
             Ok(topic) => Ok(topic),
             // Another connection created it first.
             Err(error) if error.code == ResponseError::TopicAlreadyExists => {
@@ -361,12 +728,20 @@ impl Broker {
                     ApiError::new(ResponseError::UnknownTopicOrPartition, "topic vanished")
                 })
             }
+            // Not the controller: the client's next Metadata finds the topic once the
+            // controller has it (Kafka's brokers answer the same while creation is pending).
+            Err(error) if error.code == ResponseError::NotController => Err(ApiError::new(
+                ResponseError::UnknownTopicOrPartition,
+                format!("topic '{name}' does not exist; create it through the controller"),
+            )),
             Err(error) => Err(error),
         }
     }
 
-    /// CreateTopics. -1 partitions or replication factor means the broker default.
-    pub fn create_topic(
+    /// CreateTopics: validated here on the active controller, placed on the registered
+    /// brokers, committed as one metadata entry (topic, partitions, configs) and hosted by the
+    /// brokers it names. -1 partitions or replication factor means the broker default.
+    pub async fn create_topic(
         &self,
         name: &str,
         partitions: i32,
@@ -392,24 +767,17 @@ impl Broker {
         } else {
             replication_factor
         };
-        if replication_factor != 1 {
-            return Err(ApiError::new(
-                ResponseError::InvalidReplicationFactor,
-                format!(
-                    "replication factor {replication_factor} is larger than the 1 available broker"
-                ),
-            ));
-        }
         topic_log_config(&self.config.log_defaults, &configs)
             .map_err(|message| ApiError::new(ResponseError::InvalidConfig, message))?;
         self.check_policy_bindings(&configs)?;
-        let mut store = lock(&self.store);
-        if store.get(name).is_some() {
+        self.require_controller()?;
+        if self.topic(name).is_some() {
             return Err(ApiError::new(
                 ResponseError::TopicAlreadyExists,
                 format!("topic '{name}' already exists"),
             ));
         }
+        let assignments = self.place(0, partitions as u32, replication_factor)?;
         let topic = TopicRecord {
             name: name.to_string(),
             id: Uuid::new_v4(),
@@ -420,39 +788,41 @@ impl Broker {
         if validate_only {
             return Ok(topic);
         }
-        // Logs first: a crash in between leaves unreferenced directories, never a topic without logs.
-        self.host_partitions(&topic, 0)
-            .map_err(|error| ApiError::new(ResponseError::KafkaStorageError, error.to_string()))?;
-        store
-            .insert(topic.clone())
-            .map_err(|error| ApiError::new(ResponseError::KafkaStorageError, error.to_string()))?;
+        let mut records = vec![Change::Topic {
+            name: topic.name.clone(),
+            topic_id: topic.id,
+        }];
+        records.extend(partition_records(topic.id, 0, assignments));
+        records.extend(topic.configs.iter().map(|(key, value)| Change::Config {
+            resource: ConfigResource::Topic(topic.name.clone()),
+            key: key.clone(),
+            value: Some(value.clone()),
+        }));
+        match self.commit(records).await {
+            Ok(_) => {}
+            // Lost a race with another CreateTopics of the same name.
+            Err(_)
+                if self
+                    .topic(name)
+                    .is_some_and(|existing| existing.id != topic.id) =>
+            {
+                return Err(ApiError::new(
+                    ResponseError::TopicAlreadyExists,
+                    format!("topic '{name}' already exists"),
+                ));
+            }
+            Err(error) => return Err(error),
+        }
         tracing::info!(topic = %topic.name, partitions = topic.partitions, id = %topic.id, "created topic");
         Ok(topic)
     }
 
-    /// DeleteTopics: forgets the topic, then deletes its logs.
-    pub fn delete_topic(&self, name: &str) -> Result<TopicRecord, ApiError> {
-        let topic = lock(&self.store)
-            .remove(name)
-            .map_err(|error| ApiError::new(ResponseError::KafkaStorageError, error.to_string()))?
-            .ok_or_else(|| {
-                ApiError::new(
-                    ResponseError::UnknownTopicOrPartition,
-                    format!("topic '{name}' does not exist"),
-                )
-            })?;
-        for index in 0..topic.partitions {
-            let tp = TopicPartition::new(name, index);
-            self.partitions
-                .write()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .remove(&tp);
-            if let Err(error) = self.logs.delete(&tp) {
-                tracing::error!(partition = %tp, %error, "could not delete the log of a deleted topic");
-            }
-        }
-        self.groups.forget_topic(name);
-        tracing::info!(topic = %name, "deleted topic");
+    /// DeleteTopics: committed as a topic removal; every broker hosting it deletes its logs.
+    pub async fn delete_topic(&self, name: &str) -> Result<TopicRecord, ApiError> {
+        let topic = self.existing_topic(name)?;
+        self.require_controller()?;
+        self.commit(vec![Change::RemoveTopic { topic_id: topic.id }])
+            .await?;
         Ok(topic)
     }
 
@@ -492,58 +862,62 @@ impl Broker {
             .collect()
     }
 
-    /// AlterConfigs (replace every override) and IncrementalAlterConfigs (`change` edits them).
-    pub fn alter_topic_configs(
+    /// AlterConfigs (replace every override) and IncrementalAlterConfigs (`change` edits them):
+    /// the difference is committed as config records; each broker applies it to its logs.
+    pub async fn alter_topic_configs(
         &self,
         name: &str,
         change: impl FnOnce(&mut BTreeMap<String, String>) -> Result<(), ApiError>,
         validate_only: bool,
     ) -> Result<(), ApiError> {
-        let mut store = lock(&self.store);
-        let mut topic = store.get(name).cloned().ok_or_else(|| {
-            ApiError::new(
-                ResponseError::UnknownTopicOrPartition,
-                format!("topic '{name}' does not exist"),
-            )
-        })?;
-        change(&mut topic.configs)?;
-        let log_config = topic_log_config(&self.config.log_defaults, &topic.configs)
+        let topic = self.existing_topic(name)?;
+        let mut configs = topic.configs.clone();
+        change(&mut configs)?;
+        topic_log_config(&self.config.log_defaults, &configs)
             .map_err(|message| ApiError::new(ResponseError::InvalidConfig, message))?;
-        self.check_policy_bindings(&topic.configs)?;
+        self.check_policy_bindings(&configs)?;
         if validate_only {
             return Ok(());
         }
-        store
-            .insert(topic.clone())
-            .map_err(|error| ApiError::new(ResponseError::KafkaStorageError, error.to_string()))?;
-        drop(store);
-        for index in 0..topic.partitions {
-            // A log out of service (poisoned) keeps its old config; a restart reopens it with
-            // the stored one.
-            if let Some(partition) = self.partition(name, index as i32)
-                && let Ok(mut log) = partition.log()
-            {
-                log.set_config(log_config.clone());
-            }
+        self.require_controller()?;
+        let resource = ConfigResource::Topic(name.to_string());
+        let mut records: Vec<Change> = configs
+            .iter()
+            .filter(|(key, value)| topic.configs.get(*key) != Some(*value))
+            .map(|(key, value)| Change::Config {
+                resource: resource.clone(),
+                key: key.clone(),
+                value: Some(value.clone()),
+            })
+            .collect();
+        records.extend(
+            topic
+                .configs
+                .keys()
+                .filter(|key| !configs.contains_key(*key))
+                .map(|key| Change::Config {
+                    resource: resource.clone(),
+                    key: key.clone(),
+                    value: None,
+                }),
+        );
+        if records.is_empty() {
+            return Ok(());
         }
-        tracing::info!(topic = %name, configs = ?topic.configs, "altered topic configs");
+        self.commit(records).await?;
+        tracing::info!(topic = %name, ?configs, "altered topic configs");
         Ok(())
     }
 
-    /// CreatePartitions: grows a topic to `count` partitions (Kafka never shrinks one).
-    pub fn create_partitions(
+    /// CreatePartitions: grows a topic to `count` partitions (Kafka never shrinks one), the new
+    /// ones placed like a new topic's.
+    pub async fn create_partitions(
         &self,
         name: &str,
         count: i32,
         validate_only: bool,
     ) -> Result<(), ApiError> {
-        let mut store = lock(&self.store);
-        let mut topic = store.get(name).cloned().ok_or_else(|| {
-            ApiError::new(
-                ResponseError::UnknownTopicOrPartition,
-                format!("topic '{name}' does not exist"),
-            )
-        })?;
+        let topic = self.existing_topic(name)?;
         let current = topic.partitions as i32;
         if count <= current {
             return Err(ApiError::new(
@@ -559,16 +933,14 @@ impl Broker {
                 format!("{count} partitions exceeds the limit of {PARTITIONS_PER_TOPIC_MAX}"),
             ));
         }
+        self.require_controller()?;
+        let from = topic.partitions;
+        let assignments = self.place(from, (count - current) as u32, topic.replication_factor)?;
         if validate_only {
             return Ok(());
         }
-        let from = topic.partitions;
-        topic.partitions = count as u32;
-        self.host_partitions(&topic, from)
-            .map_err(|error| ApiError::new(ResponseError::KafkaStorageError, error.to_string()))?;
-        store
-            .insert(topic)
-            .map_err(|error| ApiError::new(ResponseError::KafkaStorageError, error.to_string()))?;
+        self.commit(partition_records(topic.id, from, assignments).collect())
+            .await?;
         tracing::info!(topic = %name, from, to = count, "added partitions");
         Ok(())
     }
@@ -655,5 +1027,54 @@ impl Broker {
                 tracing::warn!(partition = %partition.topic_partition, %error, "producer-state snapshot not written");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A data directory from before the metadata log: its topics (ids, partition counts,
+    /// configs) move into the log on the first start, their records stay readable, and the
+    /// old file no longer lists them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_single_node_data_directory_moves_its_topics_into_the_metadata_log() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let id = Uuid::new_v4();
+        {
+            let mut store = TopicStore::open(dir.path()).expect("store");
+            store
+                .insert(TopicRecord {
+                    name: "legacy".into(),
+                    id,
+                    partitions: 2,
+                    replication_factor: 1,
+                    configs: [("retention.ms".to_string(), "60000".to_string())].into(),
+                })
+                .expect("insert");
+        }
+        let config = BrokerConfig::load(None, &[format!("log.dirs={}", dir.path().display())])
+            .expect("config");
+        let broker = Broker::start(config.clone()).await.expect("starts");
+        let topic = broker.topic("legacy").expect("migrated");
+        assert_eq!((topic.id, topic.partitions), (id, 2));
+        assert_eq!(
+            topic.configs.get("retention.ms").map(String::as_str),
+            Some("60000")
+        );
+        assert!(broker.led_partition("legacy", 1).is_ok());
+        assert!(
+            TopicStore::open(dir.path())
+                .expect("store")
+                .get("legacy")
+                .is_none()
+        );
+        broker.quorum.shutdown().await;
+        drop(broker);
+
+        // The next start finds the topic in the metadata log alone.
+        let broker = Broker::start(config).await.expect("restarts");
+        assert_eq!(broker.topic("legacy").map(|topic| topic.id), Some(id));
+        broker.quorum.shutdown().await;
     }
 }

@@ -11,10 +11,19 @@ use super::Broker;
 use crate::config::BrokerConfig;
 
 pub async fn run(config: BrokerConfig, admin: crate::admin::AdminOptions) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(config.listener)
-        .await
-        .map_err(|error| anyhow::anyhow!("cannot listen on {}: {error}", config.listener))?;
+    let address = config.listener;
+    let bind = || async move {
+        TcpListener::bind(address)
+            .await
+            .map_err(|error| anyhow::anyhow!("cannot listen on {address}: {error}"))
+    };
+    // A taken port fails the start at once rather than after recovery...
+    drop(bind().await?);
     let broker = Broker::start(config).await?;
+    // ...but clients can connect only once the broker answers: registered, unfenced, its
+    // partitions open. A client connecting earlier would wait on a silent socket.
+    let listener = bind().await?;
+    let (shutdown_sender, shutdown) = watch::channel(false);
     tracing::info!(
         listener = %broker.config.listener,
         log_dir = %broker.config.log_dir.display(),
@@ -22,17 +31,6 @@ pub async fn run(config: BrokerConfig, admin: crate::admin::AdminOptions) -> any
         topics = broker.topics().len(),
         "weir is serving"
     );
-    let (shutdown_sender, shutdown) = watch::channel(false);
-    let (registered, _) = watch::channel(None);
-    let lifecycle = tokio::spawn(crate::controller::quorum::lifecycle::run_broker(
-        broker.quorum.clone(),
-        broker.config.node_id,
-        broker.endpoints(),
-        broker.config.rack.clone(),
-        broker.config.lifecycle,
-        registered,
-        shutdown.clone(),
-    ));
     let maintenance = tokio::spawn(run_periodic_work(broker.clone(), shutdown.clone()));
     let admin = crate::admin::start(broker.clone(), admin, shutdown.clone()).await?;
     let server = tokio::spawn(crate::protocol::serve(listener, broker.clone(), shutdown));
@@ -45,7 +43,6 @@ pub async fn run(config: BrokerConfig, admin: crate::admin::AdminOptions) -> any
     server.await?;
     admin.stopped().await;
     maintenance.await?;
-    lifecycle.await?;
     let flushing = broker.clone();
     tokio::task::spawn_blocking(move || flushing.shutdown_storage()).await??;
     broker.quorum.shutdown().await;

@@ -126,6 +126,10 @@ impl MetadataImage {
         self.topic_ids.get(name).and_then(|id| self.topics.get(id))
     }
 
+    pub fn topics(&self) -> impl Iterator<Item = &Arc<TopicImage>> {
+        self.topics.values()
+    }
+
     pub fn topic_count(&self) -> usize {
         self.topics.len()
     }

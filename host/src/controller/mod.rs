@@ -8,5 +8,6 @@
 
 pub mod election;
 pub mod image;
+pub mod placement;
 pub mod quorum;
 pub mod records;

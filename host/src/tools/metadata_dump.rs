@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use openraft::EntryPayload;
 
+use crate::controller::image::MetadataImage;
 use crate::controller::quorum::METADATA_DIR;
 use crate::controller::quorum::log_store::{LOG_FILE, STATE_FILE, read_log};
 use crate::controller::quorum::state_machine::{SNAPSHOT_FILE, StoredSnapshot};
@@ -22,6 +23,38 @@ pub fn metadata_dir(dir: &Path) -> Option<PathBuf> {
     [dir.join(METADATA_DIR), dir.to_path_buf()]
         .into_iter()
         .find(|candidate| holds_quorum(candidate))
+}
+
+/// The metadata image `dir`'s snapshot and log rebuild (read only): what a node restarted on
+/// this directory would start from, for tools and tests that check what was persisted.
+pub fn read_image(dir: &Path) -> anyhow::Result<MetadataImage> {
+    let dir = metadata_dir(dir)
+        .ok_or_else(|| anyhow::anyhow!("{} holds no metadata log", dir.display()))?;
+    let mut image = MetadataImage::default();
+    if let Some(snapshot) = StoredSnapshot::read(&dir)?
+        && let Some(last) = snapshot.meta.last_log_id
+    {
+        let records = snapshot.records().map_err(anyhow::Error::msg)?;
+        image = image.apply(last.index, &records)?.0;
+    }
+    let (_, entries, _) = read_log(&dir)?;
+    for entry in entries {
+        if image
+            .offset()
+            .is_some_and(|offset| entry.log_id.index <= offset)
+        {
+            continue;
+        }
+        image = match &entry.payload {
+            // A refused entry is skipped by every node; so here.
+            EntryPayload::Normal(batch) => match image.apply(entry.log_id.index, &batch.records) {
+                Ok((next, _)) => next,
+                Err(_) => image.advance(entry.log_id.index),
+            },
+            _ => image.advance(entry.log_id.index),
+        };
+    }
+    Ok(image)
 }
 
 /// Writes the dump of `dir` to `out`.

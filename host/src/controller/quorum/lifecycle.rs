@@ -14,7 +14,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
 use uuid::Uuid;
 
 use super::{NodeId, ProposeError, Quorum, transport};
@@ -88,6 +87,32 @@ pub struct LifecycleTimes {
 }
 
 impl Quorum {
+    /// Starts this node's broker registration and heartbeats, and waits (at most `wait`) until
+    /// the controller has unfenced it; false if it has not by then.
+    pub async fn register_broker(
+        self: &Arc<Self>,
+        broker_id: BrokerId,
+        endpoints: Vec<Endpoint>,
+        rack: Option<String>,
+        times: LifecycleTimes,
+        wait: Duration,
+    ) -> bool {
+        let mut applied = self.view.subscribe();
+        let task = tokio::spawn(run_broker(self.clone(), broker_id, endpoints, rack, times));
+        self.keep_task(task);
+        let unfenced = tokio::time::timeout(
+            wait,
+            applied.wait_for(|_| {
+                self.view
+                    .image()
+                    .broker(broker_id)
+                    .is_some_and(|registration| !registration.fenced)
+            }),
+        )
+        .await;
+        matches!(unfenced, Ok(Ok(_)))
+    }
+
     /// The active controller's answer to a broker's registration or heartbeat.
     pub async fn handle_lifecycle(
         &self,
@@ -259,16 +284,14 @@ impl Quorum {
     }
 }
 
-/// A broker's registration and heartbeats, until `shutdown` turns true. `registered` gets the
-/// broker epoch each time the broker (re)registers.
-pub async fn run_broker(
+/// A broker's registration and heartbeats, for as long as the quorum runs (its shutdown stops
+/// this task).
+async fn run_broker(
     quorum: Arc<Quorum>,
     broker_id: BrokerId,
     endpoints: Vec<Endpoint>,
     rack: Option<String>,
     times: LifecycleTimes,
-    registered: watch::Sender<Option<i64>>,
-    mut shutdown: watch::Receiver<bool>,
 ) {
     let incarnation_id = Uuid::new_v4();
     let mut epoch: Option<i64> = None;
@@ -276,10 +299,7 @@ pub async fn run_broker(
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_complaint = Instant::now();
     loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            _ = shutdown.changed() => return,
-        }
+        ticker.tick().await;
         let request = match epoch {
             None => LifecycleRequest::Register {
                 broker_id,
@@ -297,7 +317,6 @@ pub async fn run_broker(
             Ok(LifecycleReply::Registered { broker_epoch }) => {
                 tracing::info!(broker_id, broker_epoch, "registered with the controller");
                 epoch = Some(broker_epoch);
-                registered.send_replace(Some(broker_epoch));
                 // Heartbeat at once: it unfences us as soon as we have caught up.
                 ticker.reset_immediately();
             }

@@ -110,6 +110,13 @@ impl MetadataLogStore {
         self.inner.lock().map_err(|_| LockPoisoned)
     }
 
+    /// The last committed offset recorded on disk, if any.
+    pub fn committed_index(&self) -> Option<u64> {
+        self.lock()
+            .ok()
+            .and_then(|files| files.state.committed.map(|id| id.index))
+    }
+
     /// Every live entry and the persisted state, for `weir metadata dump`.
     pub fn contents(&self) -> Result<(QuorumState, Vec<Entry<MetadataRaft>>), LockPoisoned> {
         let files = self.lock()?;

@@ -91,6 +91,11 @@ impl MetadataView {
         self.applied.send_replace(offset);
     }
 
+    /// A receiver that changes whenever a new image is published.
+    pub fn subscribe(&self) -> watch::Receiver<Option<u64>> {
+        self.applied.subscribe()
+    }
+
     /// Waits until the image has applied `offset`; false on timeout.
     pub async fn wait_for_offset(&self, offset: u64, timeout: Duration) -> bool {
         let mut applied = self.applied.subscribe();
@@ -215,6 +220,9 @@ pub struct Quorum {
     tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
     listener: Option<SocketAddr>,
     sessions: std::sync::Mutex<lifecycle::Sessions>,
+    /// The committed offset this node's log recorded before it started: the image must reach
+    /// it before the broker serves, or it would answer from older metadata than it had.
+    committed_at_start: Option<u64>,
     /// The cluster id this node proposes if it is the first active controller.
     offered_cluster_id: std::sync::OnceLock<String>,
 }
@@ -238,6 +246,7 @@ impl Quorum {
         let log = log_store::MetadataLogStore::open(&config.dir).map_err(|error| {
             anyhow::anyhow!("metadata log in {}: {error}", config.dir.display())
         })?;
+        let committed_at_start = log.committed_index();
         let view = MetadataView::new();
         let machine = state_machine::MetadataStateMachine::open(&config.dir, view.clone())
             .map_err(|error| {
@@ -271,6 +280,7 @@ impl Quorum {
                 None => None,
             },
             sessions: std::sync::Mutex::new(lifecycle::Sessions::default()),
+            committed_at_start,
             offered_cluster_id: std::sync::OnceLock::new(),
         });
         let mut tasks = Vec::new();
@@ -281,8 +291,8 @@ impl Quorum {
             Arc::downgrade(&quorum),
             config.lifecycle,
         )));
-        if let Ok(mut held) = quorum.tasks.lock() {
-            *held = tasks;
+        for task in tasks {
+            quorum.keep_task(task);
         }
         if config.voters.contains_key(&config.node_id) && !quorum.raft.is_initialized().await? {
             let members: BTreeMap<NodeId, BasicNode> = config
@@ -382,6 +392,15 @@ impl Quorum {
         }
     }
 
+    /// Waits until the image holds everything this node had committed before it started
+    /// (replayed from snapshot and log); false on timeout.
+    pub async fn wait_for_recovery(&self, timeout: Duration) -> bool {
+        match self.committed_at_start {
+            Some(offset) => self.view.wait_for_offset(offset, timeout).await,
+            None => true,
+        }
+    }
+
     /// Waits until some voter is active controller; false on timeout.
     pub async fn wait_for_controller(&self, timeout: Duration) -> bool {
         let mut metrics = self.raft.metrics();
@@ -409,7 +428,15 @@ impl Quorum {
         }
     }
 
-    /// Stops Raft, the listener and the fencing check.
+    /// A task that lives as long as the quorum: aborted by [`Quorum::shutdown`].
+    fn keep_task(&self, task: tokio::task::JoinHandle<()>) {
+        match self.tasks.lock() {
+            Ok(mut tasks) => tasks.push(task),
+            Err(poisoned) => poisoned.into_inner().push(task),
+        }
+    }
+
+    /// Stops Raft, the listener, the fencing check and the broker's heartbeats.
     pub async fn shutdown(&self) {
         let tasks = match self.tasks.lock() {
             Ok(mut tasks) => std::mem::take(&mut *tasks),

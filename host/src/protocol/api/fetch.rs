@@ -40,7 +40,8 @@ pub async fn handle(broker: &Broker, version: i16, request: FetchRequest) -> Fet
                 .map(move |fetch| {
                     let partition = name
                         .as_deref()
-                        .and_then(|name| broker.partition(name, fetch.partition));
+                        // Consumers fetch from the leader (follower fetching is not served).
+                        .and_then(|name| broker.led_partition(name, fetch.partition).ok());
                     (topic_index, partition)
                 })
                 .collect::<Vec<_>>()

@@ -7,11 +7,11 @@ use kafka_protocol::messages::metadata_response::{
 };
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
 
-use super::{str_bytes, this_broker, topic_name};
+use super::{str_bytes, topic_name};
 use crate::broker::Broker;
 use crate::broker::topics::TopicRecord;
 
-pub fn handle(broker: &Broker, version: i16, request: MetadataRequest) -> MetadataResponse {
+pub async fn handle(broker: &Broker, version: i16, request: MetadataRequest) -> MetadataResponse {
     // v0: an empty list means every topic; v1+: null means every topic, empty means none.
     let requested: Option<Vec<_>> = match request.topics {
         Some(topics) if version == 0 && topics.is_empty() => None,
@@ -25,12 +25,12 @@ pub fn handle(broker: &Broker, version: i16, request: MetadataRequest) -> Metada
             .iter()
             .map(|topic| describe(broker, topic))
             .collect(),
-        Some(requested) => requested
-            .into_iter()
-            .map(|wanted| {
+        Some(requested) => {
+            let mut topics = Vec::with_capacity(requested.len());
+            for wanted in requested {
                 let by_name = wanted.name.as_ref().map(|name| name.0.to_string());
                 let found = match &by_name {
-                    Some(name) => broker.topic_or_auto_create(name, allow_auto_create),
+                    Some(name) => broker.topic_or_auto_create(name, allow_auto_create).await,
                     None => broker.topic_by_id(wanted.topic_id).ok_or_else(|| {
                         crate::broker::ApiError::new(
                             ResponseError::UnknownTopicId,
@@ -38,15 +38,16 @@ pub fn handle(broker: &Broker, version: i16, request: MetadataRequest) -> Metada
                         )
                     }),
                 };
-                match found {
+                topics.push(match found {
                     Ok(topic) => describe(broker, &topic),
                     Err(error) => MetadataResponseTopic::default()
                         .with_error_code(error.code.code())
                         .with_name(wanted.name.clone())
                         .with_topic_id(wanted.topic_id),
-                }
-            })
-            .collect(),
+                });
+            }
+            topics
+        }
     };
     MetadataResponse::default()
         .with_brokers(
@@ -68,17 +69,18 @@ pub fn handle(broker: &Broker, version: i16, request: MetadataRequest) -> Metada
 }
 
 fn describe(broker: &Broker, topic: &TopicRecord) -> MetadataResponseTopic {
-    let partitions = (0..topic.partitions)
-        .map(|index| {
-            let leader_epoch = broker
-                .partition(&topic.name, index as i32)
-                .map_or(0, |partition| partition.leader_epoch());
-            MetadataResponsePartition::default()
-                .with_partition_index(index as i32)
-                .with_leader_id(this_broker(broker))
-                .with_leader_epoch(leader_epoch)
-                .with_replica_nodes(vec![this_broker(broker)])
-                .with_isr_nodes(vec![this_broker(broker)])
+    let ids = |brokers: &[i32]| brokers.iter().copied().map(BrokerId).collect::<Vec<_>>();
+    let partitions = (0..topic.partitions as i32)
+        .filter_map(|index| {
+            let registration = broker.partition_registration(&topic.name, index)?;
+            Some(
+                MetadataResponsePartition::default()
+                    .with_partition_index(index)
+                    .with_leader_id(BrokerId(registration.leader))
+                    .with_leader_epoch(registration.leader_epoch)
+                    .with_replica_nodes(ids(&registration.replicas))
+                    .with_isr_nodes(ids(&registration.isr)),
+            )
         })
         .collect();
     MetadataResponseTopic::default()

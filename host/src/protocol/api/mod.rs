@@ -86,7 +86,7 @@ pub async fn handle(broker: &Broker, request: Request, peer: IpAddr) -> Option<R
     Some(match request.body {
         RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions::handle()),
         RequestKind::Metadata(body) => {
-            ResponseKind::Metadata(metadata::handle(broker, version, body))
+            ResponseKind::Metadata(metadata::handle(broker, version, body).await)
         }
         RequestKind::Produce(body) => {
             return produce::handle(broker, version, body)
@@ -98,10 +98,10 @@ pub async fn handle(broker: &Broker, request: Request, peer: IpAddr) -> Option<R
             ResponseKind::ListOffsets(list_offsets::handle(broker, version, body))
         }
         RequestKind::CreateTopics(body) => {
-            ResponseKind::CreateTopics(create_topics::handle(broker, version, body))
+            ResponseKind::CreateTopics(create_topics::handle(broker, version, body).await)
         }
         RequestKind::DeleteTopics(body) => {
-            ResponseKind::DeleteTopics(delete_topics::handle(broker, version, body))
+            ResponseKind::DeleteTopics(delete_topics::handle(broker, version, body).await)
         }
         RequestKind::InitProducerId(body) => {
             ResponseKind::InitProducerId(init_producer_id::handle(broker, body))
@@ -119,13 +119,13 @@ pub async fn handle(broker: &Broker, request: Request, peer: IpAddr) -> Option<R
             ResponseKind::DescribeConfigs(describe_configs::handle(broker, body))
         }
         RequestKind::AlterConfigs(body) => {
-            ResponseKind::AlterConfigs(alter_configs::handle(broker, body))
+            ResponseKind::AlterConfigs(alter_configs::handle(broker, body).await)
         }
-        RequestKind::IncrementalAlterConfigs(body) => {
-            ResponseKind::IncrementalAlterConfigs(incremental_alter_configs::handle(broker, body))
-        }
+        RequestKind::IncrementalAlterConfigs(body) => ResponseKind::IncrementalAlterConfigs(
+            incremental_alter_configs::handle(broker, body).await,
+        ),
         RequestKind::CreatePartitions(body) => {
-            ResponseKind::CreatePartitions(create_partitions::handle(broker, body))
+            ResponseKind::CreatePartitions(create_partitions::handle(broker, body).await)
         }
         RequestKind::DeleteRecords(body) => {
             ResponseKind::DeleteRecords(delete_records::handle(broker, body))
@@ -191,9 +191,7 @@ pub(crate) fn leader_partition(
     index: i32,
     current_leader_epoch: i32,
 ) -> Result<std::sync::Arc<crate::replication::Partition>, kafka_protocol::ResponseError> {
-    let partition = broker
-        .partition(topic, index)
-        .ok_or(kafka_protocol::ResponseError::UnknownTopicOrPartition)?;
+    let partition = broker.led_partition(topic, index)?;
     match leader_epoch_error(current_leader_epoch, partition.leader_epoch()) {
         Some(error) => Err(error),
         None => Ok(partition),
@@ -302,6 +300,7 @@ mod tests {
         let broker = Broker::start(config).await.expect("broker");
         broker
             .create_topic("t", 1, 1, Default::default(), false)
+            .await
             .expect("topic");
         let versions = |api: ApiKey| {
             let (min, max) = supported_versions(api).expect("supported");

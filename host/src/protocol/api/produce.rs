@@ -53,10 +53,12 @@ pub async fn handle(
                 );
                 continue;
             }
-            let Some(partition) = broker.partition(&topic.name, data.index) else {
-                partition_responses
-                    .push(response.with_error_code(ResponseError::UnknownTopicOrPartition.code()));
-                continue;
+            let partition = match broker.led_partition(&topic.name, data.index) {
+                Ok(partition) => partition,
+                Err(error) => {
+                    partition_responses.push(response.with_error_code(error.code()));
+                    continue;
+                }
             };
             let Some(records) = data.records else {
                 partition_responses
