@@ -158,6 +158,25 @@ impl Client {
         &self.address
     }
 
+    /// A connection to the active controller, which alone takes metadata changes
+    /// (CreateTopics, DeleteTopics, CreatePartitions, AlterConfigs): the broker Metadata names
+    /// as controller, found through the bootstrap list. The bootstrap connection itself when
+    /// that is the controller, or when no controller is named (the broker then answers
+    /// NOT_CONTROLLER and says why).
+    pub async fn controller(servers: &str) -> Result<Client, ClientError> {
+        let mut bootstrap = Client::bootstrap(servers).await?;
+        let metadata = bootstrap.metadata(Some(&[]), false).await?;
+        let controller = metadata
+            .brokers
+            .iter()
+            .find(|broker| broker.node_id == metadata.controller_id)
+            .map(|broker| format!("{}:{}", broker.host.as_str(), broker.port));
+        match controller {
+            Some(address) if address != bootstrap.address() => Client::connect(&address).await,
+            _ => Ok(bootstrap),
+        }
+    }
+
     /// Whether both sides know some version of `api`.
     pub fn supports(&self, api: ApiKey) -> bool {
         self.version(api).is_ok()

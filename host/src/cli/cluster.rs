@@ -98,65 +98,25 @@ async fn describe(bootstrap_server: &str) -> Result<(), CliError> {
             println!("LeaderId:        {id}");
             let quorum = match address_of(id) {
                 Some(address) if address == bootstrap.address() => {
-                    describe_quorum(&mut bootstrap).await?
+                    Some(describe_quorum(&mut bootstrap).await?)
                 }
-                Some(address) => describe_quorum(&mut Client::connect(&address).await?).await?,
+                // During a failover the named controller may be gone: show the brokers anyway.
+                Some(address) => match Client::connect(&address).await {
+                    Ok(mut client) => Some(describe_quorum(&mut client).await?),
+                    Err(error) => {
+                        println!("                 (unreachable: {error})");
+                        None
+                    }
+                },
                 None => {
                     return Err(CliError::Usage(format!(
                         "the active controller {id} is not among the brokers the cluster lists"
                     )));
                 }
             };
-            let partition = quorum
-                .topics
-                .first()
-                .and_then(|topic| topic.partitions.first())
-                .ok_or_else(|| CliError::Usage("DescribeQuorum answered no partition".into()))?;
-            kafka_error(
-                "describing the quorum",
-                partition.error_code,
-                partition.error_message.as_ref(),
-            )?;
-            let leader_end = partition
-                .current_voters
-                .iter()
-                .find(|voter| voter.replica_id == partition.leader_id)
-                .map_or(-1, |voter| voter.log_end_offset);
-            let max_lag = partition
-                .current_voters
-                .iter()
-                .filter(|voter| voter.log_end_offset >= 0)
-                .map(|voter| (leader_end - voter.log_end_offset).max(0))
-                .max()
-                .unwrap_or(0);
-            println!("LeaderEpoch:     {}", partition.leader_epoch);
-            println!("HighWatermark:   {}", partition.high_watermark);
-            println!("MaxFollowerLag:  {max_lag}");
-            let voters: Vec<String> = partition
-                .current_voters
-                .iter()
-                .map(|voter| {
-                    let endpoint = quorum
-                        .nodes
-                        .iter()
-                        .find(|node| node.node_id == voter.replica_id)
-                        .and_then(|node| node.listeners.first())
-                        .map(|listener| {
-                            format!(
-                                " {}://{}:{}",
-                                listener.name.as_str(),
-                                listener.host.as_str(),
-                                listener.port
-                            )
-                        })
-                        .unwrap_or_default();
-                    format!(
-                        "{}{endpoint} (log end offset {})",
-                        voter.replica_id.0, voter.log_end_offset
-                    )
-                })
-                .collect();
-            println!("CurrentVoters:   [{}]", voters.join(", "));
+            if let Some(quorum) = quorum {
+                print_quorum(&quorum)?;
+            }
         }
     }
     println!();
@@ -170,5 +130,60 @@ async fn describe(bootstrap_server: &str) -> Result<(), CliError> {
             broker.is_fenced
         );
     }
+    Ok(())
+}
+
+/// The DescribeQuorum half: epoch, high watermark, follower lag, voters.
+fn print_quorum(quorum: &DescribeQuorumResponse) -> Result<(), CliError> {
+    let partition = quorum
+        .topics
+        .first()
+        .and_then(|topic| topic.partitions.first())
+        .ok_or_else(|| CliError::Usage("DescribeQuorum answered no partition".into()))?;
+    kafka_error(
+        "describing the quorum",
+        partition.error_code,
+        partition.error_message.as_ref(),
+    )?;
+    let leader_end = partition
+        .current_voters
+        .iter()
+        .find(|voter| voter.replica_id == partition.leader_id)
+        .map_or(-1, |voter| voter.log_end_offset);
+    let max_lag = partition
+        .current_voters
+        .iter()
+        .filter(|voter| voter.log_end_offset >= 0)
+        .map(|voter| (leader_end - voter.log_end_offset).max(0))
+        .max()
+        .unwrap_or(0);
+    println!("LeaderEpoch:     {}", partition.leader_epoch);
+    println!("HighWatermark:   {}", partition.high_watermark);
+    println!("MaxFollowerLag:  {max_lag}");
+    let voters: Vec<String> = partition
+        .current_voters
+        .iter()
+        .map(|voter| {
+            let endpoint = quorum
+                .nodes
+                .iter()
+                .find(|node| node.node_id == voter.replica_id)
+                .and_then(|node| node.listeners.first())
+                .map(|listener| {
+                    format!(
+                        " {}://{}:{}",
+                        listener.name.as_str(),
+                        listener.host.as_str(),
+                        listener.port
+                    )
+                })
+                .unwrap_or_default();
+            format!(
+                "{}{endpoint} (log end offset {})",
+                voter.replica_id.0, voter.log_end_offset
+            )
+        })
+        .collect();
+    println!("CurrentVoters:   [{}]", voters.join(", "));
     Ok(())
 }

@@ -88,7 +88,12 @@ pub struct PartitionDescription {
 }
 
 pub async fn run(args: TopicsArgs) -> Result<(), CliError> {
-    let mut client = Client::bootstrap(&args.bootstrap_server).await?;
+    // Changes go to the active controller; reads to any broker.
+    let mut client = if args.create || args.delete || !(args.list || args.describe) {
+        Client::controller(&args.bootstrap_server).await?
+    } else {
+        Client::bootstrap(&args.bootstrap_server).await?
+    };
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     if args.create {
