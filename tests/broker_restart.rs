@@ -10,7 +10,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
-use weir_tests::broker::BrokerProcess;
+use weir_tests::broker::{BrokerProcess, persisted_overrides};
 
 #[path = "support/rdkafka_clients.rs"]
 mod rdkafka_clients;
@@ -162,8 +162,8 @@ fn check_partition(
     Ok(())
 }
 
-/// Checks the overrides set at creation are in force: through DescribeConfigs when the broker
-/// serves it, otherwise in the topic registry the broker persists (`weir-metadata.json`).
+/// Checks the overrides set at creation are in force after the restart: DescribeConfigs reports
+/// them, and the metadata log the broker restarted from holds them.
 fn check_topic_configs(
     broker: &BrokerProcess,
     runtime: &tokio::runtime::Runtime,
@@ -173,29 +173,19 @@ fn check_topic_configs(
         ("retention.ms", RETENTION_MS),
         ("segment.bytes", SEGMENT_BYTES),
     ];
-    if let Some(configs) = describe_topic_configs(runtime, admin, TOPIC)? {
-        for (key, value) in expected {
-            ensure!(
-                configs.get(key) == Some(&Some(value.to_string())),
-                "DescribeConfigs reports {key}={:?} after the restart, created with {value}",
-                configs.get(key)
-            );
-        }
-        return Ok(());
-    }
-    // DescribeConfigs is not served yet (it was being added when this test was written): read
-    // the registry file instead.
-    let path = broker.data_dir.join("weir-metadata.json");
-    let text = std::fs::read_to_string(&path)?;
-    let json: serde_json::Value = serde_json::from_str(&text)?;
+    let configs = describe_topic_configs(runtime, admin, TOPIC)?
+        .ok_or_else(|| anyhow!("the broker does not serve DescribeConfigs"))?;
+    let persisted = persisted_overrides(broker, TOPIC)?;
     for (key, value) in expected {
-        let stored = json
-            .pointer(&format!("/topics/{TOPIC}/configs/{key}"))
-            .and_then(serde_json::Value::as_str);
         ensure!(
-            stored == Some(value),
-            "{} holds {key}={stored:?}, created with {value}",
-            path.display()
+            configs.get(key) == Some(&Some(value.to_string())),
+            "DescribeConfigs reports {key}={:?} after the restart, created with {value}",
+            configs.get(key)
+        );
+        ensure!(
+            persisted.get(key).map(String::as_str) == Some(value),
+            "the metadata log holds {key}={:?}, created with {value}",
+            persisted.get(key)
         );
     }
     Ok(())

@@ -198,6 +198,30 @@ fn three_nodes_agree_on_the_controller_and_the_brokers() -> anyhow::Result<()> {
         ensure!(text.contains(&format!("127.0.0.1:{}", node.port)), "{text}");
     }
 
+    // /metrics: one active controller, which sees three heartbeating brokers; nobody fenced.
+    for (index, node) in nodes.iter().enumerate() {
+        let metrics = ureq::get(format!("{}/metrics", node.admin_url()))
+            .call()?
+            .body_mut()
+            .read_to_string()?;
+        let active = index as i32 + 1 == agreed.controller;
+        ensure!(
+            metrics.contains(&format!("weir_controller_active {}\n", u8::from(active))),
+            "{metrics}"
+        );
+        ensure!(metrics.contains(&format!("weir_controller_id {}\n", agreed.controller)));
+        ensure!(
+            metrics.contains("weir_registered_brokers 3\n")
+                && metrics.contains("weir_fenced_brokers 0\n"),
+            "{metrics}"
+        );
+        let heartbeats = metrics
+            .lines()
+            .filter(|line| line.starts_with("weir_broker_heartbeat_age_seconds{"))
+            .count();
+        ensure!(heartbeats == if active { 3 } else { 0 }, "{metrics}");
+    }
+
     // Every node's metadata log holds the three registrations.
     for node in &nodes {
         let dump = dump_of(node)?;

@@ -22,6 +22,7 @@ pub async fn handle(State(broker): State<Arc<Broker>>) -> Response {
 pub fn render(broker: &Broker) -> String {
     let mut out = String::new();
     broker.policies.render_metrics(&mut out);
+    render_controller(broker, &mut out);
     let topics = broker.topics();
     let partitions: u64 = topics.iter().map(|topic| u64::from(topic.partitions)).sum();
     let _ = writeln!(
@@ -69,4 +70,40 @@ pub fn render(broker: &Broker) -> String {
          # HELP weir_partition_log_start_offset The first offset still in the log.\n# TYPE weir_partition_log_start_offset gauge\n{log_starts}"
     );
     out
+}
+
+/// The controller quorum as this node sees it (Kafka's `ActiveControllerCount`, the metadata
+/// offsets, `FencedBrokerCount`) and, on the active controller, each broker's heartbeat age.
+fn render_controller(broker: &Broker, out: &mut String) {
+    let status = broker.quorum.status();
+    let image = broker.quorum.view().image();
+    let active = u8::from(status.leader == Some(status.node_id));
+    let (fenced, registered) = image.brokers().fold((0, 0), |(fenced, all), broker| {
+        (fenced + u32::from(broker.fenced), all + 1)
+    });
+    let _ = writeln!(
+        out,
+        "# HELP weir_controller_active 1 on the active controller, 0 elsewhere.\n# TYPE weir_controller_active gauge\nweir_controller_active {active}\n\
+         # HELP weir_controller_id The active controller's node id as this node knows it (-1: none).\n# TYPE weir_controller_id gauge\nweir_controller_id {}\n\
+         # HELP weir_metadata_applied_offset Offset after the last metadata entry this node applied.\n# TYPE weir_metadata_applied_offset gauge\nweir_metadata_applied_offset {}\n\
+         # HELP weir_metadata_log_end_offset Offset after the last metadata entry this node holds.\n# TYPE weir_metadata_log_end_offset gauge\nweir_metadata_log_end_offset {}\n\
+         # HELP weir_metadata_snapshot_offset Offset the last metadata snapshot covers up to (-1: none).\n# TYPE weir_metadata_snapshot_offset gauge\nweir_metadata_snapshot_offset {}\n\
+         # HELP weir_registered_brokers Brokers registered in the metadata.\n# TYPE weir_registered_brokers gauge\nweir_registered_brokers {registered}\n\
+         # HELP weir_fenced_brokers Registered brokers that are fenced.\n# TYPE weir_fenced_brokers gauge\nweir_fenced_brokers {fenced}",
+        status.leader.map_or(-1, |id| id as i64),
+        status.high_watermark,
+        status.log_end_offset,
+        status.snapshot_offset.map_or(-1, |offset| offset as i64),
+    );
+    let _ = writeln!(
+        out,
+        "# HELP weir_broker_heartbeat_age_seconds On the active controller: time since each unfenced broker's last heartbeat.\n# TYPE weir_broker_heartbeat_age_seconds gauge"
+    );
+    for (broker_id, age) in broker.quorum.heartbeat_ages() {
+        let _ = writeln!(
+            out,
+            "weir_broker_heartbeat_age_seconds{{broker=\"{broker_id}\"}} {:.3}",
+            age.as_secs_f64()
+        );
+    }
 }

@@ -212,6 +212,30 @@ impl Quorum {
         sessions
     }
 
+    /// On the active controller: time since each unfenced broker's last heartbeat (since the
+    /// controller took over, for one not heard from yet). Empty elsewhere.
+    pub fn heartbeat_ages(&self) -> Vec<(BrokerId, Duration)> {
+        if !self.is_active_controller() {
+            return Vec::new();
+        }
+        let image = self.view.image();
+        let sessions = self.current_sessions();
+        let granted_from = sessions.granted_from.unwrap_or_else(Instant::now);
+        image
+            .brokers()
+            .filter(|broker| !broker.fenced)
+            .map(|broker| {
+                let last = sessions
+                    .last_heartbeat
+                    .get(&broker.broker_id)
+                    .copied()
+                    .unwrap_or(granted_from)
+                    .max(granted_from);
+                (broker.broker_id, last.elapsed())
+            })
+            .collect()
+    }
+
     fn record_heartbeat(&self, broker_id: BrokerId) {
         self.current_sessions()
             .last_heartbeat
