@@ -449,7 +449,7 @@ impl Broker {
                 }
                 let opened = self
                     .logs
-                    .get_or_create(&tp, log_config.clone())
+                    .get_or_create_for_topic(&tp, log_config.clone(), topic.topic_id)
                     .map_err(anyhow::Error::from)
                     .and_then(|log| {
                         Ok(Partition::new(tp.clone(), log, registration.leader_epoch)?)

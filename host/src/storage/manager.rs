@@ -25,6 +25,10 @@ use crate::clock::Clock;
 
 /// Kafka's marker name, so operators' habits and scripts carry over.
 pub const CLEAN_SHUTDOWN_MARKER: &str = ".kafka_cleanshutdown";
+/// Kafka's `partition.metadata`: the topic id a partition directory belongs to, so a topic
+/// deleted while this broker was away and recreated under the same name never inherits the old
+/// topic's records.
+pub const PARTITION_METADATA: &str = "partition.metadata";
 
 pub type SharedLog = Arc<Mutex<Log>>;
 
@@ -199,6 +203,44 @@ impl LogManager {
         Ok(log)
     }
 
+    /// [`LogManager::get_or_create`] for a partition of the topic with id `topic_id`: a log on
+    /// disk that belongs to another topic of the same name (its `partition.metadata` says so) is
+    /// deleted first and the partition starts empty; a log without the file (written before
+    /// topic ids were kept) adopts this id.
+    pub fn get_or_create_for_topic(
+        &self,
+        tp: &TopicPartition,
+        config: LogConfig,
+        topic_id: uuid::Uuid,
+    ) -> Result<SharedLog> {
+        let path = self.dir.join(tp.dir_name()).join(PARTITION_METADATA);
+        let recorded = match std::fs::read_to_string(&path) {
+            Ok(text) => Some(
+                text.lines()
+                    .find_map(|line| line.strip_prefix("topic_id: "))
+                    .and_then(|id| id.trim().parse::<uuid::Uuid>().ok())
+                    .ok_or_else(|| {
+                        LogError::Config(format!("{}: no readable topic_id", path.display()))
+                    })?,
+            ),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
+            Err(error) => return Err(error).at(&path),
+        };
+        if recorded.is_some_and(|recorded| recorded != topic_id) {
+            tracing::warn!(partition = %tp, ?recorded, %topic_id, "log belongs to an earlier topic of the same name; deleting it");
+            self.delete(tp)?;
+        }
+        let log = self.get_or_create(tp, config)?;
+        if recorded != Some(topic_id) {
+            write_atomically(
+                &path,
+                format!("version: 0\ntopic_id: {topic_id}\n").as_bytes(),
+            )
+            .at(&path)?;
+        }
+        Ok(log)
+    }
+
     /// Deletes a partition's log and its directory. The directory is first renamed aside (as
     /// Kafka does) and the log taken offline, so a holder still using it can neither write into
     /// it nor into a re-created partition of the same name.
@@ -279,5 +321,40 @@ impl LogManager {
         }
         let marker = self.dir.join(CLEAN_SHUTDOWN_MARKER);
         write_atomically(&marker, b"").at(&marker)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_log_of_an_earlier_topic_of_the_same_name_is_replaced() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let manager = LogManager::open(dir.path(), Arc::new(crate::clock::SystemClock), |_| {
+            LogConfig::default()
+        })
+        .expect("open");
+        let tp = TopicPartition::new("orders", 0);
+        let (first, second) = (uuid::Uuid::from_u128(1), uuid::Uuid::from_u128(2));
+        manager
+            .get_or_create_for_topic(&tp, LogConfig::default(), first)
+            .expect("created");
+        let leftover = dir.path().join(tp.dir_name()).join("from-the-first-topic");
+        std::fs::write(&leftover, b"old").expect("write");
+        // The same topic again: the log stays.
+        manager
+            .get_or_create_for_topic(&tp, LogConfig::default(), first)
+            .expect("reopened");
+        assert!(leftover.exists());
+        // A new topic of the same name: the old directory goes.
+        manager
+            .get_or_create_for_topic(&tp, LogConfig::default(), second)
+            .expect("replaced");
+        assert!(!leftover.exists());
+        let metadata =
+            std::fs::read_to_string(dir.path().join(tp.dir_name()).join(PARTITION_METADATA))
+                .expect("partition.metadata");
+        assert!(metadata.contains(&second.to_string()), "{metadata}");
     }
 }
