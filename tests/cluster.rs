@@ -337,6 +337,48 @@ fn a_stopped_broker_is_fenced_and_unfenced_after_sigcont() -> anyhow::Result<()>
 }
 
 #[test]
+fn a_terminated_broker_is_fenced_at_once_and_exits_cleanly() -> anyhow::Result<()> {
+    let mut nodes = cluster(&[])?;
+    let view = wait_for_agreement(&nodes, &[0, 1, 2], "three registered brokers", all_unfenced)?;
+    let stopping = (0..3)
+        .find(|index| *index as i32 + 1 != view.controller)
+        .expect("a follower");
+    let live: Vec<usize> = (0..3).filter(|index| *index != stopping).collect();
+    let id = stopping as i32 + 1;
+    let started = Instant::now();
+    let status = nodes[stopping].terminate()?;
+    ensure!(
+        status.success(),
+        "exit status {status}:\n{}",
+        nodes[stopping].log()
+    );
+    ensure!(
+        nodes[stopping]
+            .log()
+            .contains("controlled shutdown: the controller has fenced this broker"),
+        "{}",
+        nodes[stopping].log()
+    );
+    // Fenced by its own request: the others know at once, not a session timeout later.
+    wait_for_agreement(&nodes, &live, "the stopped broker fenced", |view| {
+        view.brokers.get(&id) == Some(&true)
+    })?;
+    let fenced_after = started.elapsed();
+    ensure!(
+        fenced_after < Duration::from_millis(SESSION_TIMEOUT_MS),
+        "fenced only after {fenced_after:?}"
+    );
+    nodes[stopping].restart()?;
+    wait_for_agreement(
+        &nodes,
+        &[0, 1, 2],
+        "the restarted broker unfenced",
+        all_unfenced,
+    )?;
+    Ok(())
+}
+
+#[test]
 fn a_node_restarted_after_a_snapshot_restores_from_it() -> anyhow::Result<()> {
     let mut nodes = cluster(&["metadata.log.max.entries.between.snapshots=4"])?;
     let mut view =

@@ -10,6 +10,10 @@ use tokio::sync::watch;
 use super::Broker;
 use crate::config::BrokerConfig;
 
+/// How long a stopping broker waits for the controller to fence it (Kafka bounds its
+/// controlled shutdown likewise, then stops regardless).
+const CONTROLLED_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+
 pub async fn run(config: BrokerConfig, admin: crate::admin::AdminOptions) -> anyhow::Result<()> {
     let address = config.listener;
     let bind = || async move {
@@ -35,6 +39,20 @@ pub async fn run(config: BrokerConfig, admin: crate::admin::AdminOptions) -> any
     let admin = crate::admin::start(broker.clone(), admin, shutdown.clone()).await?;
     let server = tokio::spawn(crate::protocol::serve(listener, broker.clone(), shutdown));
     wait_for_signal().await?;
+    // Controlled shutdown: fenced first, so the cluster stops counting on this broker now
+    // rather than after its session timeout.
+    if broker
+        .quorum
+        .controlled_shutdown(CONTROLLED_SHUTDOWN_TIMEOUT)
+        .await
+    {
+        tracing::info!("controlled shutdown: the controller has fenced this broker");
+    } else {
+        tracing::warn!(
+            timeout = ?CONTROLLED_SHUTDOWN_TIMEOUT,
+            "controlled shutdown not acknowledged by a controller; stopping anyway"
+        );
+    }
     tracing::info!("shutting down: no new connections, answering requests already read");
     let _ = shutdown_sender.send(true);
     // Parked JoinGroup/SyncGroup requests would hold their connections until their rebalance

@@ -32,8 +32,11 @@ pub fn assign(
         return Err("replication factor must be at least 1".to_string());
     }
     if replication_factor > candidates.len() {
+        // Kafka's wording, so tools and people recognise it.
         return Err(format!(
-            "replication factor {replication_factor} is larger than the {} available brokers",
+            "Unable to replicate the partition {replication_factor} time(s): The target \
+             replication factor of {replication_factor} cannot be reached because only {} \
+             broker(s) are registered.",
             candidates.len()
         ));
     }

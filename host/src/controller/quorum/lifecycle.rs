@@ -39,12 +39,25 @@ pub enum LifecycleRequest {
         /// The last metadata offset the broker has applied.
         metadata_offset: Option<u64>,
     },
+    /// A broker stopping cleanly (SIGTERM): fence it now rather than after its session
+    /// timeout, so nothing waits on it (Kafka's controlled shutdown; moving its leaderships
+    /// away joins this once partitions have followers).
+    ControlledShutdown {
+        broker_id: BrokerId,
+        broker_epoch: i64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum LifecycleReply {
-    Registered { broker_epoch: i64 },
-    Heartbeat { fenced: bool },
+    Registered {
+        broker_epoch: i64,
+    },
+    Heartbeat {
+        fenced: bool,
+    },
+    /// The broker is fenced: it may stop.
+    ShutdownReady,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
@@ -186,6 +199,57 @@ impl Quorum {
                 Ok(LifecycleReply::Heartbeat {
                     fenced: current.fenced,
                 })
+            }
+            LifecycleRequest::ControlledShutdown {
+                broker_id,
+                broker_epoch,
+            } => {
+                let Some(current) = image.broker(broker_id) else {
+                    return Err(LifecycleError::StaleBrokerEpoch {
+                        broker_id,
+                        broker_epoch,
+                    });
+                };
+                if current.broker_epoch == broker_epoch && !current.fenced {
+                    self.propose(vec![MetadataRecord::new(Change::FenceBroker {
+                        broker_id,
+                        broker_epoch,
+                    })])
+                    .await?;
+                }
+                Ok(LifecycleReply::ShutdownReady)
+            }
+        }
+    }
+
+    /// On SIGTERM: asks the active controller to fence this broker, retrying through a
+    /// controller change, for at most `timeout`; false if that did not happen in time (the
+    /// session timeout fences it anyway).
+    pub async fn controlled_shutdown(&self, timeout: Duration) -> bool {
+        let Some((broker_id, broker_epoch)) = self
+            .registration
+            .lock()
+            .ok()
+            .and_then(|registration| *registration)
+        else {
+            return false;
+        };
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            let request = LifecycleRequest::ControlledShutdown {
+                broker_id,
+                broker_epoch,
+            };
+            match self.send_lifecycle(request, left).await {
+                Ok(_) => return true,
+                Err(error) => {
+                    tracing::debug!(%error, "controlled shutdown not acknowledged yet");
+                    tokio::time::sleep(left.min(Duration::from_millis(100))).await;
+                }
             }
         }
     }
@@ -341,10 +405,13 @@ async fn run_broker(
             Ok(LifecycleReply::Registered { broker_epoch }) => {
                 tracing::info!(broker_id, broker_epoch, "registered with the controller");
                 epoch = Some(broker_epoch);
+                if let Ok(mut registration) = quorum.registration.lock() {
+                    *registration = Some((broker_id, broker_epoch));
+                }
                 // Heartbeat at once: it unfences us as soon as we have caught up.
                 ticker.reset_immediately();
             }
-            Ok(LifecycleReply::Heartbeat { .. }) => {}
+            Ok(LifecycleReply::Heartbeat { .. } | LifecycleReply::ShutdownReady) => {}
             Err(LifecycleError::StaleBrokerEpoch { .. }) => {
                 // Our registration is gone or superseded: register again.
                 tracing::warn!(

@@ -220,6 +220,8 @@ pub struct Quorum {
     tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
     listener: Option<SocketAddr>,
     sessions: std::sync::Mutex<lifecycle::Sessions>,
+    /// This node's broker registration (id, epoch), once the controller has answered it.
+    registration: std::sync::Mutex<Option<(super::records::BrokerId, i64)>>,
     /// The committed offset this node's log recorded before it started: the image must reach
     /// it before the broker serves, or it would answer from older metadata than it had.
     committed_at_start: Option<u64>,
@@ -280,6 +282,7 @@ impl Quorum {
                 None => None,
             },
             sessions: std::sync::Mutex::new(lifecycle::Sessions::default()),
+            registration: std::sync::Mutex::new(None),
             committed_at_start,
             offered_cluster_id: std::sync::OnceLock::new(),
         });
