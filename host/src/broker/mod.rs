@@ -127,13 +127,10 @@ fn partition_records(
 }
 
 /// Reconciles the hosted partitions after every metadata change, until the broker is dropped.
-async fn run_reconciler(broker: std::sync::Weak<Broker>) {
-    let Some(mut applied) = broker
-        .upgrade()
-        .map(|broker| broker.quorum.view().subscribe())
-    else {
-        return;
-    };
+async fn run_reconciler(
+    broker: std::sync::Weak<Broker>,
+    mut applied: watch::Receiver<Option<u64>>,
+) {
     while applied.changed().await.is_ok() {
         let Some(broker) = broker.upgrade() else {
             return;
@@ -241,9 +238,11 @@ impl Broker {
                 }
             };
         broker.migrate_local_topics().await;
+        // Subscribed before the first pass, so an image published during it is not missed.
+        let applied = broker.quorum.view().subscribe();
         let reconciling = broker.clone();
         tokio::task::spawn_blocking(move || reconciling.reconcile()).await?;
-        tokio::spawn(run_reconciler(Arc::downgrade(&broker)));
+        tokio::spawn(run_reconciler(Arc::downgrade(&broker), applied));
         // Kafka's broker serves once the controller has unfenced it: before that, topics could
         // not be placed on it and clients would hear of a broker the cluster does not list.
         let unfenced = broker
