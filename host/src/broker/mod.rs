@@ -637,10 +637,15 @@ impl Broker {
     /// what Produce and consumer Fetch need. A partition led elsewhere is
     /// NOT_LEADER_OR_FOLLOWER, so the client refreshes metadata and goes to the leader.
     pub fn led_partition(&self, topic: &str, index: i32) -> Result<Arc<Partition>, ResponseError> {
-        let registration = self
-            .partition_registration(topic, index)
+        // On every produce request: read the leader from the image without copying the
+        // registration.
+        let image = self.quorum.view().image();
+        let leader = u32::try_from(index)
+            .ok()
+            .and_then(|index| image.topic_by_name(topic)?.partitions.get(&index))
+            .map(|registration| registration.leader)
             .ok_or(ResponseError::UnknownTopicOrPartition)?;
-        if registration.leader != self.config.node_id {
+        if leader != self.config.node_id {
             return Err(ResponseError::NotLeaderOrFollower);
         }
         self.partition(topic, index)
