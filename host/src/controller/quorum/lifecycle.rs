@@ -308,28 +308,17 @@ impl Quorum {
 
     /// On the active controller: fences every unfenced broker whose session expired.
     pub(super) async fn fence_expired(&self, session_timeout: Duration) {
-        if !self.is_active_controller() {
-            return;
-        }
         let image = self.view.image();
-        let expired: Vec<(BrokerId, i64)> = {
-            let sessions = self.current_sessions();
-            let granted_from = sessions.granted_from.unwrap_or_else(Instant::now);
-            image
-                .brokers()
-                .filter(|broker| !broker.fenced)
-                .filter(|broker| {
-                    let last = sessions
-                        .last_heartbeat
-                        .get(&broker.broker_id)
-                        .copied()
-                        .unwrap_or(granted_from)
-                        .max(granted_from);
-                    last.elapsed() > session_timeout
-                })
-                .map(|broker| (broker.broker_id, broker.broker_epoch))
-                .collect()
-        };
+        let expired: Vec<(BrokerId, i64)> = self
+            .heartbeat_ages()
+            .into_iter()
+            .filter(|(_, age)| *age > session_timeout)
+            .filter_map(|(broker_id, _)| {
+                image
+                    .broker(broker_id)
+                    .map(|broker| (broker_id, broker.broker_epoch))
+            })
+            .collect();
         for (broker_id, broker_epoch) in expired {
             tracing::warn!(
                 broker_id,
