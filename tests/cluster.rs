@@ -575,6 +575,12 @@ fn a_topic_created_through_one_broker_is_the_same_on_all_three() -> anyhow::Resu
         "produce to broker {} for single-{partition} (led by {leader}) answered {code}",
         other + 1
     );
+    let code = fetch_raw(&nodes[other], "single", partition)?;
+    ensure!(
+        code == kafka_protocol::ResponseError::NotLeaderOrFollower.code(),
+        "fetch from broker {} for single-{partition} (led by {leader}) answered {code}",
+        other + 1
+    );
 
     // Deleted through the controller: gone from every node's metadata and disk.
     let deleted = block_on(
@@ -692,5 +698,41 @@ fn create_topic(nodes: &[BrokerProcess], live: &[usize], name: &str) -> Result<(
             Ok(Ok(Some((0, _)))) => Ok(()),
             Ok(Ok(other)) => Err(format!("CreateTopics answered {other:?}")),
         }
+    })
+}
+
+/// A consumer's raw Fetch (v12, by topic name) of `topic`-`partition` from offset 0 sent straight
+/// to `node`; the partition's error code.
+fn fetch_raw(node: &BrokerProcess, topic: &str, partition: i32) -> anyhow::Result<i16> {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::{FetchRequest, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let mut client = Client::connect(&node.bootstrap()).await?;
+        let version = client.version_up_to(ApiKey::Fetch, 12)?;
+        let request = FetchRequest::default()
+            .with_replica_id(kafka_protocol::messages::BrokerId(-1))
+            .with_max_wait_ms(0)
+            .with_max_bytes(1 << 20)
+            .with_topics(vec![
+                FetchTopic::default()
+                    .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
+                    .with_partitions(vec![
+                        FetchPartition::default()
+                            .with_partition(partition)
+                            .with_partition_max_bytes(1 << 20),
+                    ]),
+            ]);
+        let response = client.send(version, &request).await?;
+        response
+            .responses
+            .first()
+            .and_then(|topic| topic.partitions.first())
+            .map(|partition| partition.error_code)
+            .ok_or_else(|| anyhow!("no partition in the fetch response"))
     })
 }

@@ -21,10 +21,13 @@ use crate::replication::Partition;
 /// Kafka's READ_COMMITTED isolation level.
 const READ_COMMITTED: i8 = 1;
 
+/// A requested partition, resolved once per request: the partition, or the error to answer.
+type Target = Result<Arc<Partition>, ResponseError>;
+
 pub async fn handle(broker: &Broker, version: i16, request: FetchRequest) -> FetchResponse {
     let deadline = Instant::now() + Duration::from_millis(request.max_wait_ms.max(0) as u64);
     // Resolve every requested partition once; a topic deleted meanwhile answers with an error.
-    let targets: Vec<(usize, Option<Arc<Partition>>)> = request
+    let targets: Vec<(usize, Target)> = request
         .topics
         .iter()
         .enumerate()
@@ -38,10 +41,13 @@ pub async fn handle(broker: &Broker, version: i16, request: FetchRequest) -> Fet
                 .partitions
                 .iter()
                 .map(move |fetch| {
-                    let partition = name
-                        .as_deref()
-                        // Consumers fetch from the leader (follower fetching is not served).
-                        .and_then(|name| broker.led_partition(name, fetch.partition).ok());
+                    let partition = match name.as_deref() {
+                        // Consumers fetch from the leader (follower fetching is not served):
+                        // another broker answers NOT_LEADER_OR_FOLLOWER.
+                        Some(name) => broker.led_partition(name, fetch.partition),
+                        None if version >= 13 => Err(ResponseError::UnknownTopicId),
+                        None => Err(ResponseError::UnknownTopicOrPartition),
+                    };
                     (topic_index, partition)
                 })
                 .collect::<Vec<_>>()
@@ -51,7 +57,7 @@ pub async fn handle(broker: &Broker, version: i16, request: FetchRequest) -> Fet
         // Arm the wake-ups before reading: an append between the read and the wait still wakes us.
         let mut wakeups: Vec<Pin<Box<tokio::sync::futures::Notified<'_>>>> = targets
             .iter()
-            .filter_map(|(_, partition)| partition.as_ref())
+            .filter_map(|(_, partition)| partition.as_ref().ok())
             .map(|partition| {
                 let mut notified = Box::pin(partition.data_arrived().notified());
                 notified.as_mut().enable();
@@ -85,7 +91,7 @@ pub async fn handle(broker: &Broker, version: i16, request: FetchRequest) -> Fet
 fn read_once(
     version: i16,
     request: &FetchRequest,
-    targets: &[(usize, Option<Arc<Partition>>)],
+    targets: &[(usize, Target)],
 ) -> (FetchResponse, usize, bool) {
     let mut remaining = if version >= 3 {
         request.max_bytes.max(0) as usize
@@ -103,20 +109,21 @@ fn read_once(
                 .partitions
                 .iter()
                 .map(|fetch| {
-                    let partition = target.next().and_then(|(_, partition)| partition.clone());
+                    let partition = target.next().map_or(
+                        Err(ResponseError::UnknownTopicOrPartition),
+                        |(_, partition)| partition.clone(),
+                    );
                     let response = PartitionData::default().with_partition_index(fetch.partition);
-                    let Some(partition) = partition else {
-                        has_error = true;
-                        let code = if version >= 13 {
-                            ResponseError::UnknownTopicId
-                        } else {
-                            ResponseError::UnknownTopicOrPartition
-                        };
-                        return response
-                            .with_error_code(code.code())
-                            .with_high_watermark(-1)
-                            .with_last_stable_offset(-1)
-                            .with_log_start_offset(-1);
+                    let partition = match partition {
+                        Ok(partition) => partition,
+                        Err(code) => {
+                            has_error = true;
+                            return response
+                                .with_error_code(code.code())
+                                .with_high_watermark(-1)
+                                .with_last_stable_offset(-1)
+                                .with_log_start_offset(-1);
+                        }
                     };
                     let epoch = partition.leader_epoch();
                     if let Some(error) =
