@@ -42,13 +42,19 @@ impl MetadataRecord {
     pub fn decode(bytes: &[u8]) -> Result<Self, RecordError> {
         let record: MetadataRecord = serde_json::from_slice(bytes)
             .map_err(|error| RecordError::Malformed(error.to_string()))?;
-        if record.version > METADATA_RECORD_VERSION {
+        record.check_version()?;
+        Ok(record)
+    }
+
+    /// Refuses a record written by a newer layout than this build reads.
+    pub fn check_version(&self) -> Result<(), RecordError> {
+        if self.version > METADATA_RECORD_VERSION {
             return Err(RecordError::TooNew {
-                version: record.version,
+                version: self.version,
                 supported: METADATA_RECORD_VERSION,
             });
         }
-        Ok(record)
+        Ok(())
     }
 }
 

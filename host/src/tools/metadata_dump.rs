@@ -10,7 +10,7 @@ use openraft::EntryPayload;
 use crate::controller::image::MetadataImage;
 use crate::controller::quorum::METADATA_DIR;
 use crate::controller::quorum::log_store::{LOG_FILE, STATE_FILE, read_log};
-use crate::controller::quorum::state_machine::{SNAPSHOT_FILE, StoredSnapshot};
+use crate::controller::quorum::state_machine::{SNAPSHOT_FILE, StoredSnapshot, apply_entry};
 
 /// The metadata directory for `dir`: a data directory (`log.dirs`) holding
 /// `__cluster_metadata`, or the metadata directory itself.
@@ -30,29 +30,19 @@ pub fn metadata_dir(dir: &Path) -> Option<PathBuf> {
 pub fn read_image(dir: &Path) -> anyhow::Result<MetadataImage> {
     let dir = metadata_dir(dir)
         .ok_or_else(|| anyhow::anyhow!("{} holds no metadata log", dir.display()))?;
-    let mut image = MetadataImage::default();
-    if let Some(snapshot) = StoredSnapshot::read(&dir)?
-        && let Some(last) = snapshot.meta.last_log_id
-    {
-        let records = snapshot.records().map_err(anyhow::Error::msg)?;
-        image = image.apply(last.index, &records)?.0;
-    }
+    let mut image = match StoredSnapshot::read(&dir)? {
+        Some(snapshot) => snapshot.image().map_err(anyhow::Error::msg)?,
+        None => MetadataImage::default(),
+    };
     let (_, entries, _) = read_log(&dir)?;
     for entry in entries {
         if image
             .offset()
-            .is_some_and(|offset| entry.log_id.index <= offset)
+            .is_none_or(|offset| entry.log_id.index > offset)
         {
-            continue;
+            // The same rule as every node: a refused entry is skipped.
+            image = apply_entry(&image, &entry).0;
         }
-        image = match &entry.payload {
-            // A refused entry is skipped by every node; so here.
-            EntryPayload::Normal(batch) => match image.apply(entry.log_id.index, &batch.records) {
-                Ok((next, _)) => next,
-                Err(_) => image.advance(entry.log_id.index),
-            },
-            _ => image.advance(entry.log_id.index),
-        };
     }
     Ok(image)
 }

@@ -217,7 +217,10 @@ fn frame(entry: &Entry<MetadataRaft>) -> Vec<u8> {
 }
 
 impl LogFiles {
-    fn save_state(&mut self, next: QuorumState) -> std::io::Result<()> {
+    /// Writes the state with `change` applied, durably, then adopts it.
+    fn update_state(&mut self, change: impl FnOnce(&mut QuorumState)) -> std::io::Result<()> {
+        let mut next = self.state.clone();
+        change(&mut next);
         // Plain data: cannot fail to serialise.
         let bytes = serde_json::to_vec(&next).expect("quorum state serialises");
         replace_file(&self.dir.join(STATE_FILE), &bytes, true)?;
@@ -265,12 +268,8 @@ impl RaftLogStorage<MetadataRaft> for MetadataLogStore {
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError<NodeId>> {
         let mut files = self.lock()?;
-        let next = QuorumState {
-            vote: Some(*vote),
-            ..files.state.clone()
-        };
         files
-            .save_state(next)
+            .update_state(|state| state.vote = Some(*vote))
             .map_err(|error| storage_error(StorageIOError::write_vote, error))
     }
 
@@ -285,12 +284,8 @@ impl RaftLogStorage<MetadataRaft> for MetadataLogStore {
         // Saved so a restart re-applies committed entries at once instead of waiting for a
         // leader to tell it again; one write per commit advance is cheap at metadata rates.
         let mut files = self.lock()?;
-        let next = QuorumState {
-            committed,
-            ..files.state.clone()
-        };
         files
-            .save_state(next)
+            .update_state(|state| state.committed = committed)
             .map_err(|error| storage_error(StorageIOError::write, error))
     }
 
@@ -353,12 +348,8 @@ impl RaftLogStorage<MetadataRaft> for MetadataLogStore {
         // A snapshot holds everything up to log_id. Record the purge first: a crash before the
         // rewrite leaves stale entries that the next open drops.
         let mut files = self.lock()?;
-        let next = QuorumState {
-            last_purged: Some(log_id),
-            ..files.state.clone()
-        };
         files
-            .save_state(next)
+            .update_state(|state| state.last_purged = Some(log_id))
             .map_err(|error| storage_error(StorageIOError::write_logs, error))?;
         let kept = files.entries.split_off(&(log_id.index + 1));
         let mut bytes = Vec::new();

@@ -37,15 +37,31 @@ pub struct StoredSnapshot {
 
 impl StoredSnapshot {
     pub fn records(&self) -> Result<Vec<MetadataRecord>, String> {
-        let values: Vec<serde_json::Value> =
+        let records: Vec<MetadataRecord> =
             serde_json::from_slice(&self.data).map_err(|error| error.to_string())?;
-        values
-            .into_iter()
-            .map(|value| {
-                let bytes = serde_json::to_vec(&value).map_err(|error| error.to_string())?;
-                MetadataRecord::decode(&bytes).map_err(|error| error.to_string())
-            })
-            .collect()
+        for record in &records {
+            record.check_version().map_err(|error| error.to_string())?;
+        }
+        Ok(records)
+    }
+
+    /// The image the snapshot holds (empty for a snapshot of an empty log).
+    pub fn image(&self) -> Result<MetadataImage, String> {
+        let Some(log_id) = self.meta.last_log_id else {
+            return Ok(MetadataImage::default());
+        };
+        MetadataImage::default()
+            .apply(log_id.index, &self.records()?)
+            .map(|(image, _)| image)
+            .map_err(|error| error.to_string())
+    }
+
+    /// What openraft hands out and sends to followers.
+    fn to_snapshot(&self) -> Snapshot<MetadataRaft> {
+        Snapshot {
+            meta: self.meta.clone(),
+            snapshot: Box::new(Cursor::new(self.data.clone())),
+        }
     }
 
     /// Reads `quorum.snapshot` from `dir`; `None` when there is none yet.
@@ -83,6 +99,25 @@ impl StoredSnapshot {
         bytes.extend_from_slice(&crc32c(&payload).to_be_bytes());
         bytes.extend_from_slice(&payload);
         replace_file(&dir.join(SNAPSHOT_FILE), &bytes, true)
+    }
+}
+
+/// The image after one committed entry, and the image's refusal if it refused the entry's
+/// records. A refused entry is skipped: deterministic on every node (same image, same
+/// records), so all of them skip the same entry. The controller validates before proposing;
+/// a refusal is a bug or a race it lost, and the proposer hears why. Raft's own entries (a
+/// leader's blank entry, membership) carry no records and only move the offset.
+pub fn apply_entry(
+    image: &MetadataImage,
+    entry: &Entry<MetadataRaft>,
+) -> (MetadataImage, Option<crate::controller::image::ImageError>) {
+    let offset = entry.log_id.index;
+    match &entry.payload {
+        EntryPayload::Normal(batch) => match image.apply(offset, &batch.records) {
+            Ok((next, _delta)) => (next, None),
+            Err(error) => (image.advance(offset), Some(error)),
+        },
+        EntryPayload::Blank | EntryPayload::Membership(_) => (image.advance(offset), None),
     }
 }
 
@@ -127,16 +162,7 @@ impl MetadataStateMachine {
 
     /// Replaces the image with the snapshot's.
     fn restore(&mut self, snapshot: &StoredSnapshot) -> Result<(), String> {
-        let records = snapshot.records()?;
-        let image = match snapshot.meta.last_log_id {
-            Some(log_id) => {
-                MetadataImage::default()
-                    .apply(log_id.index, &records)
-                    .map_err(|error| error.to_string())?
-                    .0
-            }
-            None => MetadataImage::default(),
-        };
+        let image = snapshot.image()?;
         self.image = image;
         self.last_applied = snapshot.meta.last_log_id;
         self.membership = snapshot.meta.last_membership.clone();
@@ -162,31 +188,15 @@ impl RaftStateMachine<MetadataRaft> for MetadataStateMachine {
         let mut outcomes = Vec::new();
         for entry in entries {
             let offset = entry.log_id.index;
-            let refused = match entry.payload {
-                EntryPayload::Normal(batch) => match self.image.apply(offset, &batch.records) {
-                    Ok((image, _delta)) => {
-                        self.image = image;
-                        None
-                    }
-                    Err(error) => {
-                        // Deterministic on every node (same image, same records), so all of
-                        // them skip the same entry. The controller validates before proposing;
-                        // getting here is a bug or a race it lost, and the proposer hears why.
-                        tracing::warn!(offset, %error, "metadata entry refused");
-                        self.image = self.image.advance(offset);
-                        Some(error.to_string())
-                    }
-                },
-                EntryPayload::Blank => {
-                    self.image = self.image.advance(offset);
-                    None
-                }
-                EntryPayload::Membership(membership) => {
-                    self.membership = StoredMembership::new(Some(entry.log_id), membership);
-                    self.image = self.image.advance(offset);
-                    None
-                }
-            };
+            if let EntryPayload::Membership(membership) = &entry.payload {
+                self.membership = StoredMembership::new(Some(entry.log_id), membership.clone());
+            }
+            let (image, refused) = apply_entry(&self.image, &entry);
+            if let Some(error) = &refused {
+                tracing::warn!(offset, %error, "metadata entry refused");
+            }
+            self.image = image;
+            let refused = refused.map(|error| error.to_string());
             self.last_applied = Some(entry.log_id);
             outcomes.push(ApplyOutcome { offset, refused });
         }
@@ -250,10 +260,7 @@ impl RaftStateMachine<MetadataRaft> for MetadataStateMachine {
         let current = self.current_snapshot.lock().map_err(|_| {
             storage_error(StorageIOError::read_state_machine, "snapshot lock poisoned")
         })?;
-        Ok(current.as_ref().map(|stored| Snapshot {
-            meta: stored.meta.clone(),
-            snapshot: Box::new(Cursor::new(stored.data.clone())),
-        }))
+        Ok(current.as_ref().map(StoredSnapshot::to_snapshot))
     }
 }
 
@@ -291,10 +298,7 @@ impl RaftSnapshotBuilder<MetadataRaft> for SnapshotBuilder {
                 error,
             )
         })?;
-        let snapshot = Snapshot {
-            meta: stored.meta.clone(),
-            snapshot: Box::new(Cursor::new(stored.data.clone())),
-        };
+        let snapshot = stored.to_snapshot();
         *self.current_snapshot.lock().map_err(|_| {
             storage_error(
                 StorageIOError::write_state_machine,
