@@ -625,32 +625,48 @@ fn produce_raw(node: &BrokerProcess, topic: &str, partition: i32) -> anyhow::Res
         Compression::None,
     )
     .map_err(anyhow::Error::msg)?;
+    let request = ProduceRequest::default()
+        .with_acks(1)
+        .with_timeout_ms(5000)
+        .with_topic_data(vec![
+            TopicProduceData::default()
+                .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+                .with_partition_data(vec![
+                    PartitionProduceData::default()
+                        .with_index(partition)
+                        .with_records(Some(bytes::Bytes::from(batch))),
+                ]),
+        ]);
+    // By name: v12 is the last version that names topics.
+    let response = send_raw(node, &request, 12)?;
+    response
+        .responses
+        .first()
+        .and_then(|topic| topic.partition_responses.first())
+        .map(|partition| partition.error_code)
+        .ok_or_else(|| anyhow!("no partition in the produce response"))
+}
+
+/// Sends `request` straight to `node` (at the highest version both sides serve, at most `cap`)
+/// and returns its response, within 15 seconds.
+fn send_raw<R: kafka_protocol::protocol::Request>(
+    node: &BrokerProcess,
+    request: &R,
+    cap: i16,
+) -> anyhow::Result<R::Response> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let mut client = Client::connect(&node.bootstrap()).await?;
-        // By name: v12 is the last version that names topics.
-        let version = client.version_up_to(ApiKey::Produce, 12)?;
-        let request = ProduceRequest::default()
-            .with_acks(1)
-            .with_timeout_ms(5000)
-            .with_topic_data(vec![
-                TopicProduceData::default()
-                    .with_name(TopicName(StrBytes::from_string(topic.to_string())))
-                    .with_partition_data(vec![
-                        PartitionProduceData::default()
-                            .with_index(partition)
-                            .with_records(Some(bytes::Bytes::from(batch))),
-                    ]),
-            ]);
-        let response = client.send(version, &request).await?;
-        response
-            .responses
-            .first()
-            .and_then(|topic| topic.partition_responses.first())
-            .map(|partition| partition.error_code)
-            .ok_or_else(|| anyhow!("no partition in the produce response"))
+        let call = async {
+            let mut client = Client::connect(&node.bootstrap()).await?;
+            let api = ApiKey::try_from(R::KEY).map_err(|()| anyhow!("API key {}", R::KEY))?;
+            let version = client.version_up_to(api, cap)?;
+            anyhow::Ok(client.send(version, request).await?)
+        };
+        tokio::time::timeout(Duration::from_secs(15), call)
+            .await
+            .map_err(|_| anyhow!("{} did not answer within 15 s", node.bootstrap()))?
     })
 }
 
@@ -668,37 +684,19 @@ fn create_topic(nodes: &[BrokerProcess], live: &[usize], name: &str) -> Result<(
         .iter()
         .find(|index| **index as i32 + 1 == controller)
         .ok_or_else(|| format!("controller {controller} is not a live node"))?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|error| error.to_string())?;
-    runtime.block_on(async {
-        let call = async {
-            let mut client = Client::connect(&nodes[*node].bootstrap()).await?;
-            let version = client.version(ApiKey::CreateTopics)?;
-            let request = CreateTopicsRequest::default()
-                .with_timeout_ms(5000)
-                .with_topics(vec![
-                    CreatableTopic::default()
-                        .with_name(TopicName(StrBytes::from_string(name.to_string())))
-                        .with_num_partitions(3)
-                        .with_replication_factor(3),
-                ]);
-            let response = client.send(version, &request).await?;
-            anyhow::Ok(response.topics.first().map(|topic| {
-                (
-                    topic.error_code,
-                    topic.error_message.as_ref().map(|m| m.to_string()),
-                )
-            }))
-        };
-        match tokio::time::timeout(Duration::from_secs(10), call).await {
-            Err(_) => Err("CreateTopics timed out".to_string()),
-            Ok(Err(error)) => Err(error.to_string()),
-            Ok(Ok(Some((0, _)))) => Ok(()),
-            Ok(Ok(other)) => Err(format!("CreateTopics answered {other:?}")),
-        }
-    })
+    let request = CreateTopicsRequest::default()
+        .with_timeout_ms(5000)
+        .with_topics(vec![
+            CreatableTopic::default()
+                .with_name(TopicName(StrBytes::from_string(name.to_string())))
+                .with_num_partitions(3)
+                .with_replication_factor(3),
+        ]);
+    let response = send_raw(&nodes[*node], &request, i16::MAX).map_err(|e| e.to_string())?;
+    match response.topics.first() {
+        Some(topic) if topic.error_code == 0 => Ok(()),
+        other => Err(format!("CreateTopics answered {other:?}")),
+    }
 }
 
 /// A consumer's raw Fetch (v12, by topic name) of `topic`-`partition` from offset 0 sent straight
@@ -708,31 +706,172 @@ fn fetch_raw(node: &BrokerProcess, topic: &str, partition: i32) -> anyhow::Resul
     use kafka_protocol::messages::{FetchRequest, TopicName};
     use kafka_protocol::protocol::StrBytes;
 
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    let request = FetchRequest::default()
+        .with_replica_id(kafka_protocol::messages::BrokerId(-1))
+        .with_max_wait_ms(0)
+        .with_max_bytes(1 << 20)
+        .with_topics(vec![
+            FetchTopic::default()
+                .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
+                .with_partitions(vec![
+                    FetchPartition::default()
+                        .with_partition(partition)
+                        .with_partition_max_bytes(1 << 20),
+                ]),
+        ]);
+    let response = send_raw(node, &request, 12)?;
+    response
+        .responses
+        .first()
+        .and_then(|topic| topic.partitions.first())
+        .map(|partition| partition.error_code)
+        .ok_or_else(|| anyhow!("no partition in the fetch response"))
+}
+
+/// KIP-590's forwarding: admin requests sent to a broker that is not the active controller
+/// reach the controller and succeed there, and Metadata's auto-creation through such a broker
+/// creates the topic (it answers the new topic, which every node then has).
+#[test]
+fn admin_requests_sent_to_any_broker_reach_the_controller() -> anyhow::Result<()> {
+    use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
+    use kafka_protocol::messages::create_topics_request::CreatableTopic;
+    use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
+    use kafka_protocol::messages::{
+        CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest, TopicName,
+    };
+    use kafka_protocol::protocol::StrBytes;
+    use rdkafka::admin::{AlterConfig, ResourceSpecifier};
+
+    let name = |text: &str| TopicName(StrBytes::from_string(text.to_string()));
+    let nodes = cluster(&[])?;
+    let view = wait_for_agreement(&nodes, &[0, 1, 2], "three registered brokers", all_unfenced)?;
+    let entry = (0..3)
+        .find(|index| *index as i32 + 1 != view.controller)
+        .expect("a node that is not the controller");
+    let node = &nodes[entry];
+
+    let created = send_raw(
+        node,
+        &CreateTopicsRequest::default()
+            .with_timeout_ms(10_000)
+            .with_topics(vec![
+                CreatableTopic::default()
+                    .with_name(name("forwarded"))
+                    .with_num_partitions(2)
+                    .with_replication_factor(3),
+            ]),
+        i16::MAX,
+    )?;
+    ensure!(
+        created.topics.first().map(|topic| topic.error_code) == Some(0),
+        "CreateTopics through broker {}: {created:?}",
+        entry + 1
+    );
+    // As in Kafka, the creation is answered once the controller committed it; the entry broker
+    // learns it from the metadata log a moment later.
+    wait_for(
+        "the forwarded topic on its entry broker",
+        || match layout(node, "forwarded").map_err(|error| error.to_string())? {
+            partitions if partitions.len() == 2 => Ok(()),
+            partitions => Err(format!("{partitions:?}")),
+        },
+    )?;
+
+    let grown = send_raw(
+        node,
+        &CreatePartitionsRequest::default()
+            .with_timeout_ms(10_000)
+            .with_topics(vec![
+                CreatePartitionsTopic::default()
+                    .with_name(name("forwarded"))
+                    .with_count(4)
+                    .with_assignments(None),
+            ]),
+        i16::MAX,
+    )?;
+    ensure!(
+        grown.results.first().map(|topic| topic.error_code) == Some(0),
+        "CreatePartitions through broker {}: {grown:?}",
+        entry + 1
+    );
+    wait_for("four partitions everywhere", || {
+        for node in &nodes {
+            let partitions = layout(node, "forwarded").map_err(|error| error.to_string())?;
+            if partitions.len() != 4 {
+                return Err(format!("{}: {partitions:?}", node.bootstrap()));
+            }
+        }
+        Ok(())
+    })?;
+
+    // AlterConfigs from librdkafka, which sends it to any broker it knows: here only the one.
+    let runtime = runtime()?;
+    let admin: AdminClient<DefaultClientContext> = client_config(node).create()?;
+    let altered = block_on(
+        &runtime,
+        "AlterConfigs",
+        admin.alter_configs(
+            [&AlterConfig::new(ResourceSpecifier::Topic("forwarded"))
+                .set("retention.ms", "3600000")],
+            &admin_options(),
+        ),
+    )??;
+    ensure!(altered.iter().all(Result::is_ok), "{altered:?}");
+    wait_for("the config on every node", || {
+        for node in &nodes {
+            let overrides = weir_tests::broker::persisted_overrides(node, "forwarded")
+                .map_err(|error| error.to_string())?;
+            if overrides.get("retention.ms").map(String::as_str) != Some("3600000") {
+                return Err(format!("{}: {overrides:?}", node.bootstrap()));
+            }
+        }
+        Ok(())
+    })?;
+
+    // Metadata with auto-creation allowed, through the same broker.
+    let runtime_metadata = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(async {
+    let metadata = runtime_metadata.block_on(async {
         let mut client = Client::connect(&node.bootstrap()).await?;
-        let version = client.version_up_to(ApiKey::Fetch, 12)?;
-        let request = FetchRequest::default()
-            .with_replica_id(kafka_protocol::messages::BrokerId(-1))
-            .with_max_wait_ms(0)
-            .with_max_bytes(1 << 20)
+        anyhow::Ok(client.metadata(Some(&["made-on-demand"]), true).await?)
+    })?;
+    let topic = metadata
+        .topics
+        .first()
+        .ok_or_else(|| anyhow!("no topic in {metadata:?}"))?;
+    ensure!(
+        topic.error_code == 0 && !topic.partitions.is_empty(),
+        "auto-creation through broker {}: {topic:?}",
+        entry + 1
+    );
+    for node in &nodes {
+        wait_for("the auto-created topic everywhere", || {
+            layout(node, "made-on-demand").map_err(|error| error.to_string())
+        })?;
+    }
+
+    let deleted = send_raw(
+        node,
+        &DeleteTopicsRequest::default()
+            .with_timeout_ms(10_000)
             .with_topics(vec![
-                FetchTopic::default()
-                    .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
-                    .with_partitions(vec![
-                        FetchPartition::default()
-                            .with_partition(partition)
-                            .with_partition_max_bytes(1 << 20),
-                    ]),
-            ]);
-        let response = client.send(version, &request).await?;
-        response
-            .responses
-            .first()
-            .and_then(|topic| topic.partitions.first())
-            .map(|partition| partition.error_code)
-            .ok_or_else(|| anyhow!("no partition in the fetch response"))
-    })
+                DeleteTopicState::default().with_name(Some(name("forwarded"))),
+            ]),
+        i16::MAX,
+    )?;
+    ensure!(
+        deleted.responses.first().map(|topic| topic.error_code) == Some(0),
+        "DeleteTopics through broker {}: {deleted:?}",
+        entry + 1
+    );
+    wait_for("forwarded gone everywhere", || {
+        for node in &nodes {
+            if layout(node, "forwarded").is_ok() {
+                return Err(format!("still on {}", node.bootstrap()));
+            }
+        }
+        Ok(())
+    })?;
+    Ok(())
 }

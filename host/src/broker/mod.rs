@@ -732,13 +732,30 @@ impl Broker {
                     ApiError::new(ResponseError::UnknownTopicOrPartition, "topic vanished")
                 })
             }
-            // Not the controller: the client's next Metadata finds the topic once the
-            // controller has it (Kafka's brokers answer the same while creation is pending).
-            Err(error) if error.code == ResponseError::NotController => Err(ApiError::new(
-                ResponseError::UnknownTopicOrPartition,
-                format!("topic '{name}' does not exist; create it through the controller"),
-            )),
+            // NOT_CONTROLLER: the protocol room forwards the creation to the controller.
             Err(error) => Err(error),
+        }
+    }
+
+    /// Waits (up to `timeout`) until a topic created elsewhere is in this broker's image and
+    /// the partitions it hosts are open.
+    pub async fn wait_for_topic(
+        &self,
+        name: &str,
+        timeout: std::time::Duration,
+    ) -> Option<TopicRecord> {
+        let mut reconciled = self.reconciled.subscribe();
+        let arrived = tokio::time::timeout(
+            timeout,
+            reconciled.wait_for(|done| {
+                let image = self.quorum.view().image();
+                image.topic_by_name(name).is_some() && *done >= image.offset()
+            }),
+        )
+        .await;
+        match arrived {
+            Ok(Ok(_)) => self.topic(name),
+            _ => None,
         }
     }
 

@@ -24,6 +24,20 @@ pub async fn run(config: BrokerConfig, admin: crate::admin::AdminOptions) -> any
     // A taken port fails the start at once rather than after recovery...
     drop(bind().await?);
     let broker = Broker::start(config).await?;
+    // Admin requests other brokers forward while this node is active controller. The handler
+    // holds the broker weakly: the quorum it lives in belongs to the broker.
+    let forwarded_to = Arc::downgrade(&broker);
+    broker
+        .quorum
+        .set_forward_handler(Arc::new(move |frame: Vec<u8>| {
+            let broker = forwarded_to.upgrade();
+            Box::pin(async move {
+                match broker {
+                    Some(broker) => crate::protocol::forward::answer(&broker, frame).await,
+                    None => Err("the broker is stopping".to_string()),
+                }
+            })
+        }));
     // ...but clients can connect only once the broker answers: registered, unfenced, its
     // partitions open. A client connecting earlier would wait on a silent socket.
     let listener = bind().await?;

@@ -10,6 +10,7 @@
 //! decode closes that connection with a log line, as Kafka does; nothing else is affected.
 
 pub mod api;
+pub mod forward;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -344,20 +344,11 @@ impl Quorum {
         request: LifecycleRequest,
         timeout: Duration,
     ) -> Result<LifecycleReply, LifecycleError> {
-        let metrics = self.metrics();
-        let Some(leader) = metrics.current_leader else {
-            return Err(LifecycleError::NotController { leader: None });
-        };
-        if leader == self.node_id {
-            return self.handle_lifecycle(request).await;
+        match self.controller_route() {
+            Ok(None) => self.handle_lifecycle(request).await,
+            Ok(Some(address)) => transport::send_lifecycle(&address, request, timeout).await,
+            Err(leader) => Err(LifecycleError::NotController { leader }),
         }
-        let address = metrics
-            .membership_config
-            .nodes()
-            .find(|(id, _)| **id == leader)
-            .map(|(_, node)| node.addr.clone())
-            .ok_or_else(|| LifecycleError::Failed(format!("controller {leader} has no address")))?;
-        transport::send_lifecycle(&address, request, timeout).await
     }
 }
 

@@ -6,10 +6,13 @@
 //!
 //! - [`log_store`]: the Raft log, vote and committed mark on disk;
 //! - [`state_machine`]: entries into the image; snapshots as the image's records;
-//! - [`transport`]: Raft's RPCs between voters over the `CONTROLLER` listener.
+//! - [`transport`]: Raft's RPCs between voters over the `CONTROLLER` listener;
+//! - [`lifecycle`]: brokers' registration, heartbeats, fencing and controlled shutdown;
+//! - [`forward`]: admin requests other brokers pass on to the active controller.
 //!
 //! `weir serve` with no cluster settings is a one-voter quorum: the same code, with no peer.
 
+pub mod forward;
 pub mod lifecycle;
 pub mod log_store;
 pub mod state_machine;
@@ -227,6 +230,8 @@ pub struct Quorum {
     committed_at_start: Option<u64>,
     /// The cluster id this node proposes if it is the first active controller.
     offered_cluster_id: std::sync::OnceLock<String>,
+    /// Answers the requests other brokers forward to this node while it is active controller.
+    forward_handler: std::sync::OnceLock<forward::ForwardHandler>,
 }
 
 impl std::fmt::Debug for Quorum {
@@ -285,6 +290,7 @@ impl Quorum {
             registration: std::sync::Mutex::new(None),
             committed_at_start,
             offered_cluster_id: std::sync::OnceLock::new(),
+            forward_handler: std::sync::OnceLock::new(),
         });
         let mut tasks = Vec::new();
         if let Some(bound) = bound {
@@ -355,6 +361,24 @@ impl Quorum {
 
     pub fn is_active_controller(&self) -> bool {
         self.active_controller() == Some(self.node_id)
+    }
+
+    /// Where requests for the active controller go: `None` when this node is it, else its
+    /// controller listener's address; `Err` with the leader (if any) when there is no address.
+    fn controller_route(&self) -> Result<Option<String>, Option<NodeId>> {
+        let metrics = self.metrics();
+        let Some(leader) = metrics.current_leader else {
+            return Err(None);
+        };
+        if leader == self.node_id {
+            return Ok(None);
+        }
+        metrics
+            .membership_config
+            .nodes()
+            .find(|(id, _)| **id == leader)
+            .map(|(_, node)| Some(node.addr.clone()))
+            .ok_or(Some(leader))
     }
 
     pub fn metrics(&self) -> openraft::RaftMetrics<NodeId, BasicNode> {

@@ -32,12 +32,15 @@ use super::{MetadataRaft, NodeId, Quorum};
 const FRAME_MAX_BYTES: usize = 64 * 1024 * 1024;
 
 #[derive(Debug, Serialize, Deserialize)]
-enum Request {
+pub(super) enum Request {
     AppendEntries(AppendEntriesRequest<MetadataRaft>),
     Vote(VoteRequest<NodeId>),
     InstallSnapshot(InstallSnapshotRequest<MetadataRaft>),
     /// A broker's registration or heartbeat, for the active controller.
     Lifecycle(LifecycleRequest),
+    /// A Kafka request frame a broker forwards to the active controller (admin requests that
+    /// change metadata); small, so JSON's byte array costs nothing that matters.
+    Forward(Vec<u8>),
 }
 
 async fn read_frame(stream: &mut TcpStream) -> std::io::Result<Vec<u8>> {
@@ -114,6 +117,7 @@ async fn serve_connection(mut stream: TcpStream, peer: SocketAddr, quorum: Arc<Q
             Request::Lifecycle(request) => {
                 serde_json::to_vec(&quorum.handle_lifecycle(request).await)
             }
+            Request::Forward(frame) => serde_json::to_vec(&quorum.handle_forwarded(frame).await),
         }
         .expect("a Raft response serialises");
         if let Err(error) = write_frame(&mut stream, &response).await {
@@ -191,26 +195,39 @@ async fn exchange<R: DeserializeOwned>(
     })
 }
 
-/// Sends a broker's lifecycle request to the controller at `address`, on a fresh connection
-/// (one every heartbeat interval at most), within `timeout`.
+/// Sends a broker's request to the controller at `address` on a fresh connection (brokers
+/// call rarely: a heartbeat interval apart, or an admin request) and reads its answer within
+/// `timeout`; `Err` says why the controller could not be reached.
+pub(super) async fn call_controller<R: DeserializeOwned>(
+    address: &str,
+    request: Request,
+    timeout: Duration,
+) -> Result<R, String> {
+    let mut connection = None;
+    match tokio::time::timeout(timeout, exchange::<R>(&mut connection, address, &request)).await {
+        Ok(Ok(answer)) => Ok(answer),
+        Ok(Err(CallError::Connect(error) | CallError::Broken(error))) => {
+            Err(format!("controller at {address}: {error}"))
+        }
+        Ok(Err(CallError::TimedOut)) | Err(_) => Err(format!(
+            "controller at {address}: no answer within {timeout:?}"
+        )),
+    }
+}
+
+/// Sends a broker's lifecycle request to the controller at `address`.
 pub async fn send_lifecycle(
     address: &str,
     request: LifecycleRequest,
     timeout: Duration,
 ) -> Result<LifecycleReply, LifecycleError> {
-    let mut connection = None;
-    let request = Request::Lifecycle(request);
-    let call =
-        exchange::<Result<LifecycleReply, LifecycleError>>(&mut connection, address, &request);
-    match tokio::time::timeout(timeout, call).await {
-        Ok(Ok(answer)) => answer,
-        Ok(Err(CallError::Connect(error) | CallError::Broken(error))) => Err(
-            LifecycleError::Unreachable(format!("controller at {address}: {error}")),
-        ),
-        Ok(Err(CallError::TimedOut)) | Err(_) => Err(LifecycleError::Unreachable(format!(
-            "controller at {address}: no answer within {timeout:?}"
-        ))),
-    }
+    call_controller::<Result<LifecycleReply, LifecycleError>>(
+        address,
+        Request::Lifecycle(request),
+        timeout,
+    )
+    .await
+    .unwrap_or_else(|unreachable| Err(LifecycleError::Unreachable(unreachable)))
 }
 
 impl Peer {

@@ -30,7 +30,14 @@ pub async fn handle(broker: &Broker, version: i16, request: MetadataRequest) -> 
             for wanted in requested {
                 let by_name = wanted.name.as_ref().map(|name| name.0.to_string());
                 let found = match &by_name {
-                    Some(name) => broker.topic_or_auto_create(name, allow_auto_create).await,
+                    Some(name) => {
+                        match broker.topic_or_auto_create(name, allow_auto_create).await {
+                            Err(error) if error.code == ResponseError::NotController => {
+                                crate::protocol::forward::auto_create(broker, name).await
+                            }
+                            found => found,
+                        }
+                    }
                     None => broker.topic_by_id(wanted.topic_id).ok_or_else(|| {
                         crate::broker::ApiError::new(
                             ResponseError::UnknownTopicId,

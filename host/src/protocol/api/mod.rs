@@ -79,9 +79,25 @@ pub fn supported_versions(api_key: ApiKey) -> Option<(i16, i16)> {
         })
 }
 
-/// Runs the request's handler for a client at `peer`. `None` means no response at all (a produce
-/// with acks=0).
+/// Runs the request's handler for a client at `peer`, or forwards it to the active controller
+/// when only the controller may answer it. `None` means no response at all (a produce with
+/// acks=0).
 pub async fn handle(broker: &Broker, request: Request, peer: IpAddr) -> Option<ResponseKind> {
+    if super::forward::is_forwarded(request.api_key) && !broker.quorum.is_active_controller() {
+        match super::forward::to_controller(broker, &request).await {
+            Ok(response) => return Some(response),
+            // No controller known, or it cannot be reached: answered here, which refuses with
+            // NOT_CONTROLLER (retriable) unless this node became controller meanwhile.
+            Err(error) => {
+                tracing::debug!(api = ?request.api_key, %error, "forwarding to the controller failed")
+            }
+        }
+    }
+    dispatch(broker, request, peer).await
+}
+
+/// Runs the request's handler here.
+pub async fn dispatch(broker: &Broker, request: Request, peer: IpAddr) -> Option<ResponseKind> {
     let version = request.header.request_api_version;
     Some(match request.body {
         RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions::handle()),
