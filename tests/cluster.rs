@@ -728,6 +728,20 @@ fn fetch_raw(node: &BrokerProcess, topic: &str, partition: i32) -> anyhow::Resul
         .ok_or_else(|| anyhow!("no partition in the fetch response"))
 }
 
+/// Sends a request again while it answers NOT_CONTROLLER (a controller election under load;
+/// clients retry it the same way) and returns the first other error code.
+fn until_not_retriable(
+    mut send: impl FnMut() -> anyhow::Result<Option<i16>>,
+) -> anyhow::Result<Option<i16>> {
+    let not_controller = kafka_protocol::ResponseError::NotController.code();
+    wait_for("an answer other than NOT_CONTROLLER", || {
+        match send().map_err(|error| error.to_string())? {
+            Some(code) if code == not_controller => Err("NOT_CONTROLLER".to_string()),
+            other => Ok(other),
+        }
+    })
+}
+
 /// KIP-590's forwarding: admin requests sent to a broker that is not the active controller
 /// reach the controller and succeed there, and Metadata's auto-creation through such a broker
 /// creates the topic (it answers the new topic, which every node then has).
@@ -750,21 +764,21 @@ fn admin_requests_sent_to_any_broker_reach_the_controller() -> anyhow::Result<()
         .expect("a node that is not the controller");
     let node = &nodes[entry];
 
-    let created = send_raw(
-        node,
-        &CreateTopicsRequest::default()
-            .with_timeout_ms(10_000)
-            .with_topics(vec![
-                CreatableTopic::default()
-                    .with_name(name("forwarded"))
-                    .with_num_partitions(2)
-                    .with_replication_factor(3),
-            ]),
-        i16::MAX,
-    )?;
+    let create = CreateTopicsRequest::default()
+        .with_timeout_ms(10_000)
+        .with_topics(vec![
+            CreatableTopic::default()
+                .with_name(name("forwarded"))
+                .with_num_partitions(2)
+                .with_replication_factor(3),
+        ]);
+    let code = until_not_retriable(|| {
+        let created = send_raw(node, &create, i16::MAX)?;
+        Ok(created.topics.first().map(|topic| topic.error_code))
+    })?;
     ensure!(
-        created.topics.first().map(|topic| topic.error_code) == Some(0),
-        "CreateTopics through broker {}: {created:?}",
+        code == Some(0),
+        "CreateTopics through broker {}: {code:?}",
         entry + 1
     );
     // As in Kafka, the creation is answered once the controller committed it; the entry broker
@@ -777,21 +791,21 @@ fn admin_requests_sent_to_any_broker_reach_the_controller() -> anyhow::Result<()
         },
     )?;
 
-    let grown = send_raw(
-        node,
-        &CreatePartitionsRequest::default()
-            .with_timeout_ms(10_000)
-            .with_topics(vec![
-                CreatePartitionsTopic::default()
-                    .with_name(name("forwarded"))
-                    .with_count(4)
-                    .with_assignments(None),
-            ]),
-        i16::MAX,
-    )?;
+    let grow = CreatePartitionsRequest::default()
+        .with_timeout_ms(10_000)
+        .with_topics(vec![
+            CreatePartitionsTopic::default()
+                .with_name(name("forwarded"))
+                .with_count(4)
+                .with_assignments(None),
+        ]);
+    let code = until_not_retriable(|| {
+        let grown = send_raw(node, &grow, i16::MAX)?;
+        Ok(grown.results.first().map(|topic| topic.error_code))
+    })?;
     ensure!(
-        grown.results.first().map(|topic| topic.error_code) == Some(0),
-        "CreatePartitions through broker {}: {grown:?}",
+        code == Some(0),
+        "CreatePartitions through broker {}: {code:?}",
         entry + 1
     );
     wait_for("four partitions everywhere", || {
@@ -851,18 +865,18 @@ fn admin_requests_sent_to_any_broker_reach_the_controller() -> anyhow::Result<()
         })?;
     }
 
-    let deleted = send_raw(
-        node,
-        &DeleteTopicsRequest::default()
-            .with_timeout_ms(10_000)
-            .with_topics(vec![
-                DeleteTopicState::default().with_name(Some(name("forwarded"))),
-            ]),
-        i16::MAX,
-    )?;
+    let delete = DeleteTopicsRequest::default()
+        .with_timeout_ms(10_000)
+        .with_topics(vec![
+            DeleteTopicState::default().with_name(Some(name("forwarded"))),
+        ]);
+    let code = until_not_retriable(|| {
+        let deleted = send_raw(node, &delete, i16::MAX)?;
+        Ok(deleted.responses.first().map(|topic| topic.error_code))
+    })?;
     ensure!(
-        deleted.responses.first().map(|topic| topic.error_code) == Some(0),
-        "DeleteTopics through broker {}: {deleted:?}",
+        code == Some(0),
+        "DeleteTopics through broker {}: {code:?}",
         entry + 1
     );
     wait_for("forwarded gone everywhere", || {
@@ -873,5 +887,99 @@ fn admin_requests_sent_to_any_broker_reach_the_controller() -> anyhow::Result<()
         }
         Ok(())
     })?;
+    Ok(())
+}
+
+/// A node's plugin as its admin API reports it.
+fn plugin_on(node: &BrokerProcess, name: &str) -> Result<serde_json::Value, String> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into();
+    let mut response = agent
+        .get(format!("{}/v1/plugins/{name}", node.admin_url()))
+        .call()
+        .map_err(|error| error.to_string())?;
+    let text = response
+        .body_mut()
+        .read_to_string()
+        .map_err(|error| error.to_string())?;
+    if response.status() != 200 {
+        return Err(format!("{}: {text}", response.status()));
+    }
+    serde_json::from_str(&text).map_err(|error| error.to_string())
+}
+
+/// The plugin registry lives in the metadata log: a plugin installed and activated through
+/// one broker (not the controller) is active on all three from the same metadata offset, and a
+/// node restarted afterwards runs it again from its log.
+#[test]
+fn a_plugin_installed_through_one_broker_is_active_on_all_three_at_one_offset() -> anyhow::Result<()>
+{
+    let nodes = cluster(&[])?;
+    let view = wait_for_agreement(&nodes, &[0, 1, 2], "three registered brokers", all_unfenced)?;
+    let entry = (0..3)
+        .find(|index| *index as i32 + 1 != view.controller)
+        .expect("a node that is not the controller");
+    let component =
+        std::env::temp_dir().join(format!("weir-cluster-plugin-{}.wasm", std::process::id()));
+    std::fs::write(&component, weir::policy::defaults::PARTITIONER)?;
+    let admin = nodes[entry].admin_url();
+    let component_path = component.to_string_lossy().into_owned();
+    let installed = run_weir(
+        &[
+            "plugin",
+            "--admin-url",
+            &admin,
+            "install",
+            &component_path,
+            "--name",
+            "spread",
+        ],
+        "",
+    )?;
+    let _ = std::fs::remove_file(&component);
+    ensure!(
+        installed.status.success(),
+        "install: {}",
+        String::from_utf8_lossy(&installed.stderr)
+    );
+    let activated = run_weir(&["plugin", "--admin-url", &admin, "activate", "spread"], "")?;
+    ensure!(
+        activated.status.success(),
+        "activate: {}",
+        String::from_utf8_lossy(&activated.stderr)
+    );
+
+    let offset = wait_for("spread active broker-wide on every node", || {
+        let mut offsets = Vec::new();
+        for node in &nodes {
+            let plugin = plugin_on(node, "spread")?;
+            if plugin["current_version"] != "1" || plugin["default_for_kind"] != true {
+                return Err(format!("{}: {plugin}", node.bootstrap()));
+            }
+            offsets.push(plugin["activated_at"].as_u64());
+        }
+        match offsets[0] {
+            Some(offset) if offsets.iter().all(|o| *o == Some(offset)) => Ok(offset),
+            _ => Err(format!("activation offsets differ: {offsets:?}")),
+        }
+    })?;
+
+    // Restarted (its log replayed), a node runs the same version from the same offset.
+    let restarted = (entry + 1) % 3;
+    let mut nodes = nodes;
+    nodes[restarted].kill();
+    nodes[restarted].restart()?;
+    let plugin = wait_for("spread after the restart", || {
+        plugin_on(&nodes[restarted], "spread")
+    })?;
+    ensure!(
+        plugin["current_version"] == "1"
+            && plugin["default_for_kind"] == true
+            && plugin["activated_at"].as_u64() == Some(offset),
+        "{plugin}"
+    );
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! The plugin endpoints: install, list, info, the current component's bytes, activate
-//! (broker-wide or for one topic), rollback, remove. Each is one `Policies` call; the topic
-//! binding is a topic config (`policy.<kind>`), changed through the broker as AlterConfigs
-//! changes it.
+//! (broker-wide or for one topic), rollback, remove. Changes go through the broker into the
+//! metadata log (`broker/plugins.rs`), so every broker of the cluster runs them; the topic
+//! binding is a topic config (`policy.<kind>`), changed as AlterConfigs changes it.
 
 use std::sync::Arc;
 
@@ -15,7 +15,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{AdminError, blocking, json_response, now_ms, one_line};
 use crate::broker::Broker;
-use crate::policy::{PluginInfo, Policies, PolicyKind};
+use crate::broker::plugins::PluginError;
+use crate::policy::{PluginInfo, Policies};
 
 type Name = Result<Path<String>, PathRejection>;
 
@@ -62,17 +63,19 @@ pub async fn install(
             )));
         }
     }
-    let policies = broker.policies.clone();
-    let version = query.version;
-    let installed = blocking(move || policies.install(&name, version.as_deref(), &bytes, now_ms()))
-        .await?
-        .map_err(|error| {
-            let message = one_line(&error);
-            if message.contains("is installed as a") {
-                AdminError::conflict(message)
-            } else {
-                AdminError::bad_request(message)
+    let installed = broker
+        .install_plugin(&name, query.version.as_deref(), bytes.to_vec(), now_ms())
+        .await
+        .map_err(|error| match error {
+            PluginError::Refused(error) => {
+                let message = one_line(&error);
+                if message.contains("is installed as a") {
+                    AdminError::conflict(message)
+                } else {
+                    AdminError::bad_request(message)
+                }
             }
+            PluginError::Metadata(error) => error.into(),
         })?;
     Ok(json_response(StatusCode::CREATED, &installed))
 }
@@ -166,26 +169,13 @@ pub async fn activate(
             format!("topic '{topic}' does not exist"),
         ));
     }
-    let policies = broker.policies.clone();
-    let broker_wide = request.topic.is_none();
-    let (plugin, version) = (name.clone(), request.version);
-    let activated = blocking(move || policies.activate(&plugin, version.as_deref(), broker_wide))
-        .await?
-        .map_err(|error| AdminError::internal(one_line(&error)))?;
-    if let Some(topic) = &request.topic {
-        let key = activated.kind.topic_config();
-        let binding = name.clone();
-        broker
-            .alter_topic_configs(
-                topic,
-                move |configs| {
-                    configs.insert(key.to_string(), binding);
-                    Ok(())
-                },
-                false,
-            )
-            .await?;
-    }
+    let activated = broker
+        .activate_plugin(&name, request.version.as_deref(), request.topic.as_deref())
+        .await
+        .map_err(|error| match error {
+            PluginError::Refused(error) => AdminError::internal(one_line(&error)),
+            PluginError::Metadata(error) => error.into(),
+        })?;
     Ok(json_response(StatusCode::OK, &activated))
 }
 
@@ -201,10 +191,10 @@ pub async fn rollback(
             "`{name}` is built in and has one version; there is nothing to roll back to"
         )));
     }
-    let policies = broker.policies.clone();
-    let rolled_back = blocking(move || policies.rollback(&name))
-        .await?
-        .map_err(|error| AdminError::conflict(one_line(&error)))?;
+    let rolled_back = broker
+        .rollback_plugin(&name)
+        .await
+        .map_err(conflict_or_metadata)?;
     Ok(json_response(StatusCode::OK, &rolled_back))
 }
 
@@ -223,23 +213,20 @@ pub async fn remove(State(broker): State<Arc<Broker>>, name: Name) -> Result<Res
             "`{name}` is built in and cannot be removed"
         )));
     }
-    let bound_topics = bound_topics(&broker, info.kind, &name);
-    let policies = broker.policies.clone();
-    let plugin = name.clone();
-    blocking(move || policies.remove(&plugin, &bound_topics))
-        .await?
-        .map_err(|error| AdminError::conflict(one_line(&error)))?;
+    broker
+        .remove_plugin(&name)
+        .await
+        .map_err(conflict_or_metadata)?;
     Ok(json_response(StatusCode::OK, &Removed { removed: name }))
 }
 
-/// The topics whose `policy.<kind>` names `name`.
-pub fn bound_topics(broker: &Broker, kind: PolicyKind, name: &str) -> Vec<String> {
-    broker
-        .topics()
-        .into_iter()
-        .filter(|topic| Broker::policy_binding(topic, kind) == Some(name))
-        .map(|topic| topic.name)
-        .collect()
+/// A refusal is a conflict with the registry's state (409); a metadata failure keeps its
+/// Kafka error.
+fn conflict_or_metadata(error: PluginError) -> AdminError {
+    match error {
+        PluginError::Refused(error) => AdminError::conflict(one_line(&error)),
+        PluginError::Metadata(error) => error.into(),
+    }
 }
 
 fn path(name: Name) -> Result<String, AdminError> {

@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::watch as signal;
 
 use crate::broker::Broker;
-use crate::policy::{PluginInfo, Policies};
+use crate::policy::PluginInfo;
 
 /// How often the directory is listed.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(500);
@@ -104,19 +104,7 @@ pub async fn run(broker: Arc<Broker>, dir: PathBuf, mut shutdown: signal::Receiv
                 continue;
             }
             let handled = files.get(&path).and_then(|state| state.handled.clone());
-            let policies = broker.policies.clone();
-            let file = path.clone();
-            let outcome = tokio::task::spawn_blocking(move || {
-                handle_file(&policies, &file, handled.as_deref())
-            })
-            .await;
-            let sha256 = match outcome {
-                Ok(sha256) => sha256,
-                Err(error) => {
-                    tracing::error!(file = %path.display(), %error, "handling a plugin file failed");
-                    None
-                }
-            };
+            let sha256 = handle_file(&broker, &path, handled.as_deref()).await;
             if let (Some(state), Some(sha256)) = (files.get_mut(&path), sha256) {
                 state.handled = Some(sha256);
             }
@@ -147,7 +135,8 @@ fn list_components(dir: &Path) -> std::io::Result<Vec<(PathBuf, Stamp)>> {
 /// Reads `path` and, unless its bytes are `handled` already, installs and activates them. The
 /// sha256 of the bytes looked at, or None when the file could not be read (retried next poll
 /// only if it changes).
-fn handle_file(policies: &Policies, path: &Path, handled: Option<&str>) -> Option<String> {
+async fn handle_file(broker: &Broker, path: &Path, handled: Option<&str>) -> Option<String> {
+    // A plugin file is small: reading it inline costs less than a blocking-pool hop.
     let bytes = match std::fs::read(path) {
         Ok(bytes) => bytes,
         Err(error) => {
@@ -163,7 +152,7 @@ fn handle_file(policies: &Policies, path: &Path, handled: Option<&str>) -> Optio
         tracing::error!(file = %path.display(), "plugin file name is not UTF-8; rename it");
         return Some(sha256);
     };
-    match install_and_activate(policies, name, &bytes, &sha256) {
+    match install_and_activate(broker, name, bytes, &sha256).await {
         Ok(info) => tracing::info!(
             file = %path.display(),
             plugin = name,
@@ -182,12 +171,13 @@ fn handle_file(policies: &Policies, path: &Path, handled: Option<&str>) -> Optio
 
 /// Installs `bytes` as a new version of `name` unless a version with these bytes exists, then
 /// activates that version broker-wide (unless it already is).
-pub fn install_and_activate(
-    policies: &Policies,
+pub async fn install_and_activate(
+    broker: &Broker,
     name: &str,
-    bytes: &[u8],
+    bytes: Vec<u8>,
     sha256: &str,
 ) -> anyhow::Result<PluginInfo> {
+    let policies = &broker.policies;
     let version_with_bytes = |info: &PluginInfo| {
         info.versions
             .iter()
@@ -203,7 +193,9 @@ pub fn install_and_activate(
     let (info, version) = match existing {
         Some(found) => found,
         None => {
-            let info = policies.install(name, None, bytes, super::now_ms())?;
+            let info = broker
+                .install_plugin(name, None, bytes, super::now_ms())
+                .await?;
             let version = version_with_bytes(&info)
                 .ok_or_else(|| anyhow::anyhow!("the installed version is missing from `{name}`"))?;
             (info, version)
@@ -212,7 +204,7 @@ pub fn install_and_activate(
     if info.default_for_kind && info.current_version.as_deref() == Some(version.as_str()) {
         return Ok(info);
     }
-    policies.activate(name, Some(&version), true)
+    Ok(broker.activate_plugin(name, Some(&version), None).await?)
 }
 
 #[cfg(test)]
@@ -239,29 +231,41 @@ mod tests {
         assert_eq!(FileState::observe(Some(&mut state), (t1, 20)).0, Step::Read);
     }
 
-    #[test]
-    fn the_same_bytes_are_installed_once_and_activated() {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_same_bytes_are_installed_once_and_activated() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let policies = Policies::open(
-            Some(dir.path()),
-            crate::config::BrokerConfig::default().policy,
+        let config = crate::config::BrokerConfig::load(
+            None,
+            &[format!("log.dirs={}", dir.path().display())],
         )
-        .expect("open");
+        .expect("config");
+        let broker = Broker::start(config).await.expect("broker");
         let bytes = crate::policy::defaults::PARTITIONER;
         let sha = crate::policy::engine::sha256_hex(bytes);
-        let info = install_and_activate(&policies, "dropped", bytes, &sha).expect("install");
+        let info = install_and_activate(&broker, "dropped", bytes.to_vec(), &sha)
+            .await
+            .expect("install");
         assert!(info.default_for_kind);
         assert_eq!(info.current_version.as_deref(), Some("1"));
-        let again = install_and_activate(&policies, "dropped", bytes, &sha).expect("again");
+        let again = install_and_activate(&broker, "dropped", bytes.to_vec(), &sha)
+            .await
+            .expect("again");
         assert_eq!(
             again.versions.len(),
             1,
             "no second version for the same bytes"
         );
-        assert!(install_and_activate(&policies, "junk", b"not wasm", "x").is_err());
         assert!(
-            install_and_activate(&policies, "partitioner-default", bytes, &sha).is_err(),
+            install_and_activate(&broker, "junk", b"not wasm".to_vec(), "x")
+                .await
+                .is_err()
+        );
+        assert!(
+            install_and_activate(&broker, "partitioner-default", bytes.to_vec(), &sha)
+                .await
+                .is_err(),
             "a built-in's name is refused"
         );
+        broker.quorum.shutdown().await;
     }
 }

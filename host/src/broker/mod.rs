@@ -2,6 +2,7 @@
 //! operations the Kafka API handlers call. Handlers decode and encode; decisions live here and in
 //! the rooms below (storage, replication).
 
+pub mod plugins;
 pub mod serve;
 pub mod topics;
 
@@ -179,8 +180,21 @@ pub fn quorum_config(config: &BrokerConfig) -> QuorumConfig {
     }
 }
 
-/// The plugin registry's directory under `log.dirs` (not a partition name: it has no `-N`).
+/// The plugins' directory under `log.dirs` (not a partition name: it has no `-N`): the
+/// precompiled-artifact cache, and a pre-controller data directory's registry.
 pub const PLUGINS_DIR: &str = "plugins";
+
+/// A proposal's failure as the Kafka error to answer with.
+fn propose_error(error: ProposeError) -> ApiError {
+    match error {
+        ProposeError::NotController { .. } => {
+            ApiError::new(ResponseError::NotController, error.to_string())
+        }
+        ProposeError::Refused(_) | ProposeError::Stopped(_) => {
+            ApiError::new(ResponseError::UnknownServerError, error.to_string())
+        }
+    }
+}
 
 impl Broker {
     /// A topic's `policy.<kind>` configs must name installed plugins of that kind.
@@ -238,6 +252,7 @@ impl Broker {
                 }
             };
         broker.migrate_local_topics().await;
+        broker.migrate_local_plugins().await;
         // Subscribed before the first pass, so an image published during it is not missed.
         let applied = broker.quorum.view().subscribe();
         let reconciling = broker.clone();
@@ -382,6 +397,8 @@ impl Broker {
     /// Logs on disk that no topic claims are left alone.
     pub fn reconcile(&self) {
         let image = self.quorum.view().image();
+        // Plugins first: a topic bound to a plugin in the same entry finds it loaded.
+        self.policies.publish(image.plugins().clone());
         let me = self.config.node_id;
         let mut hosted_ids = lock(&self.hosted_topic_ids);
         // Topics gone from the image, or recreated with a new id: stop serving and delete.
@@ -495,18 +512,7 @@ impl Broker {
     /// Proposes `records` as one metadata entry and waits until this broker has applied it.
     async fn commit(&self, records: Vec<Change>) -> Result<u64, ApiError> {
         let records = records.into_iter().map(MetadataRecord::new).collect();
-        let offset = self
-            .quorum
-            .propose(records)
-            .await
-            .map_err(|error| match error {
-                ProposeError::NotController { .. } => {
-                    ApiError::new(ResponseError::NotController, error.to_string())
-                }
-                ProposeError::Refused(_) | ProposeError::Stopped(_) => {
-                    ApiError::new(ResponseError::UnknownServerError, error.to_string())
-                }
-            })?;
+        let offset = self.quorum.propose(records).await.map_err(propose_error)?;
         self.wait_reconciled(offset).await?;
         Ok(offset)
     }
@@ -1096,6 +1102,59 @@ mod tests {
         // The next start finds the topic in the metadata log alone.
         let broker = Broker::start(config).await.expect("restarts");
         assert_eq!(broker.topic("legacy").map(|topic| topic.id), Some(id));
+        broker.quorum.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_single_node_plugin_registry_moves_into_the_metadata_log() {
+        use crate::policy::PolicyKind;
+        use crate::policy::registry::{Entry, InstalledVersion, LEGACY_REGISTRY_FILE};
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let plugins = dir.path().join(PLUGINS_DIR);
+        std::fs::create_dir_all(&plugins).expect("plugins dir");
+        let bytes = crate::policy::defaults::PARTITIONER;
+        let sha256 = crate::policy::engine::sha256_hex(bytes);
+        std::fs::write(plugins.join(format!("{sha256}.wasm")), bytes).expect("component");
+        let installed = |version: &str| InstalledVersion {
+            version: version.into(),
+            sha256: sha256.clone(),
+            installed_at_ms: 5,
+        };
+        let legacy = serde_json::json!({
+            "plugins": {"mine": Entry {
+                kind: PolicyKind::Partitioner,
+                versions: vec![installed("1"), installed("2")],
+                current: Some("2".into()),
+                history: vec!["1".into()],
+                activated_at: None,
+            }},
+            "defaults": {"partitioner": "mine"},
+        });
+        std::fs::write(plugins.join(LEGACY_REGISTRY_FILE), legacy.to_string()).expect("registry");
+        let config = BrokerConfig::load(None, &[format!("log.dirs={}", dir.path().display())])
+            .expect("config");
+        let broker = Broker::start(config.clone()).await.expect("starts");
+        let check = |broker: &Broker| {
+            let info = broker.policies.info("mine").expect("migrated");
+            assert_eq!(info.current_version.as_deref(), Some("2"));
+            assert!(info.default_for_kind);
+            assert_eq!(
+                broker.policies.default_plugin(PolicyKind::Partitioner),
+                "mine"
+            );
+            assert_eq!(
+                broker.quorum.view().image().plugins().plugins["mine"].history,
+                vec!["1".to_string()]
+            );
+        };
+        check(&broker);
+        assert!(!plugins.join(LEGACY_REGISTRY_FILE).exists(), "read once");
+        broker.quorum.shutdown().await;
+        drop(broker);
+
+        let broker = Broker::start(config).await.expect("restarts");
+        check(&broker);
         broker.quorum.shutdown().await;
     }
 }

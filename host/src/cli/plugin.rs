@@ -440,6 +440,7 @@ mod tests {
                 versions: vec![version("0.1.0")],
                 default_for_kind: false,
                 quarantined: false,
+                activated_at: None,
             },
             PluginInfo {
                 name: "prefix".into(),
@@ -449,6 +450,7 @@ mod tests {
                 versions: vec![version("1"), version("2")],
                 default_for_kind: true,
                 quarantined: true,
+                activated_at: Some(7),
             },
         ];
         assert_eq!(

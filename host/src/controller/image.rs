@@ -16,6 +16,7 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use super::records::{BrokerId, Change, ConfigResource, Endpoint, MetadataRecord, NO_LEADER};
+use crate::policy::registry::{InstalledVersion, Registry};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrokerRegistration {
@@ -58,6 +59,8 @@ pub struct MetadataDelta {
     pub changed_partitions: BTreeSet<(Uuid, u32)>,
     pub changed_brokers: BTreeSet<BrokerId>,
     pub changed_configs: BTreeSet<ConfigResource>,
+    /// The plugin registry changed: brokers publish it to their policy runtime.
+    pub plugins_changed: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -86,6 +89,36 @@ pub enum ImageError {
         partition: u32,
         problem: String,
     },
+    /// A plugin operation the registry refuses (the controller checks first, so only a race
+    /// between two operations on one plugin gets here).
+    #[error("{0}")]
+    Plugin(String),
+}
+
+/// The records that rebuild `registry` in an empty image: each plugin's versions with their
+/// components, then its state (current version, history, broker-wide or not).
+pub fn registry_records(registry: &Registry) -> Vec<Change> {
+    let mut changes = Vec::new();
+    for (name, entry) in &registry.plugins {
+        for installed in &entry.versions {
+            changes.push(Change::PluginInstall {
+                name: name.clone(),
+                kind: entry.kind,
+                version: installed.version.clone(),
+                sha256: installed.sha256.clone(),
+                installed_at_ms: installed.installed_at_ms,
+                component: registry.components[&installed.sha256].clone(),
+            });
+        }
+        changes.push(Change::PluginState {
+            name: name.clone(),
+            current: entry.current.clone(),
+            history: entry.history.clone(),
+            activated_at: entry.activated_at,
+            broker_wide: registry.defaults.get(&entry.kind) == Some(name),
+        });
+    }
+    changes
 }
 
 /// The metadata as of [`MetadataImage::offset`].
@@ -98,6 +131,8 @@ pub struct MetadataImage {
     topics: Arc<HashMap<Uuid, Arc<TopicImage>>>,
     topic_ids: Arc<HashMap<String, Uuid>>,
     configs: Arc<BTreeMap<ConfigResource, BTreeMap<String, String>>>,
+    /// Installed plugins, their components and current versions.
+    plugins: Arc<Registry>,
 }
 
 impl MetadataImage {
@@ -138,6 +173,24 @@ impl MetadataImage {
         self.configs.get(resource)
     }
 
+    /// The plugin registry: shared, so a broker sees at a pointer compare whether it changed.
+    pub fn plugins(&self) -> &Arc<Registry> {
+        &self.plugins
+    }
+
+    /// The topics whose `key` config (a `policy.<kind>` binding) is `value`.
+    fn topics_with_config(&self, key: &str, value: &str) -> Vec<String> {
+        self.configs
+            .iter()
+            .filter_map(|(resource, keys)| match resource {
+                ConfigResource::Topic(name) if keys.get(key).map(String::as_str) == Some(value) => {
+                    Some(name.clone())
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
     /// The image after one committed log entry: `records` at `offset`, applied all or nothing
     /// (an entry is one controller decision, e.g. a topic and its partitions), and what changed.
     /// On a refused record the error names it and `self` is untouched.
@@ -157,7 +210,7 @@ impl MetadataImage {
         let mut next = self.clone();
         let mut delta = MetadataDelta::default();
         for record in records {
-            next.apply_one(&record.change, &mut delta)?;
+            next.apply_one(offset, &record.change, &mut delta)?;
         }
         next.offset = Some(offset);
         Ok((next, delta))
@@ -226,10 +279,17 @@ impl MetadataImage {
                 });
             }
         }
+        changes.extend(registry_records(&self.plugins));
         changes.into_iter().map(MetadataRecord::new).collect()
     }
 
-    fn apply_one(&mut self, change: &Change, delta: &mut MetadataDelta) -> Result<(), ImageError> {
+    fn apply_one(
+        &mut self,
+        offset: u64,
+        change: &Change,
+        delta: &mut MetadataDelta,
+    ) -> Result<(), ImageError> {
+        let refused = |error: anyhow::Error| ImageError::Plugin(format!("{error:#}"));
         match change {
             Change::ClusterId { cluster_id } => match &self.cluster_id {
                 Some(current) if current != cluster_id => {
@@ -426,6 +486,68 @@ impl MetadataImage {
                     .changed_partitions
                     .retain(|(changed, _)| changed != topic_id);
                 delta.removed_topics.insert(*topic_id, topic.name.clone());
+            }
+            Change::PluginInstall {
+                name,
+                kind,
+                version,
+                sha256,
+                installed_at_ms,
+                component,
+            } => {
+                let installed = InstalledVersion {
+                    version: version.clone(),
+                    sha256: sha256.clone(),
+                    installed_at_ms: *installed_at_ms,
+                };
+                Arc::make_mut(&mut self.plugins)
+                    .install(name, *kind, installed, component.clone())
+                    .map_err(refused)?;
+                delta.plugins_changed = true;
+            }
+            Change::PluginActivate {
+                name,
+                version,
+                broker_wide,
+            } => {
+                Arc::make_mut(&mut self.plugins)
+                    .activate(name, version, *broker_wide, offset)
+                    .map_err(refused)?;
+                delta.plugins_changed = true;
+            }
+            Change::PluginRollback { name } => {
+                Arc::make_mut(&mut self.plugins)
+                    .rollback(name, offset)
+                    .map_err(refused)?;
+                delta.plugins_changed = true;
+            }
+            Change::PluginRemove { name } => {
+                let bound = match self.plugins.plugins.get(name) {
+                    Some(entry) => self.topics_with_config(entry.kind.topic_config(), name),
+                    None => Vec::new(),
+                };
+                Arc::make_mut(&mut self.plugins)
+                    .remove(name, &bound)
+                    .map_err(refused)?;
+                delta.plugins_changed = true;
+            }
+            Change::PluginState {
+                name,
+                current,
+                history,
+                activated_at,
+                broker_wide,
+            } => {
+                Arc::make_mut(&mut self.plugins)
+                    .restore(
+                        name,
+                        current.clone(),
+                        history.clone(),
+                        *activated_at,
+                        *broker_wide,
+                    )
+                    .map_err(refused)?;
+                delta.plugins_changed = true;
             }
         }
         Ok(())
@@ -749,8 +871,26 @@ mod tests {
                 value: Some("1000".into()),
             },
             topic("second", OTHER),
+            plugin_install("p", "1", b"one"),
+            plugin_install("p", "2", b"two"),
+            Change::PluginActivate {
+                name: "p".into(),
+                version: "1".into(),
+                broker_wide: true,
+            },
+            Change::PluginActivate {
+                name: "p".into(),
+                version: "2".into(),
+                broker_wide: false,
+            },
         ]);
         let image = apply(&MetadataImage::default(), changes).expect("applies");
+        let entry = &image.plugins().plugins["p"];
+        assert_eq!(
+            (entry.current.as_deref(), entry.history.as_slice()),
+            (Some("2"), &["1".to_string()][..])
+        );
+        assert!(entry.activated_at.is_some());
         let snapshot = image.to_records();
         let (restored, _) = MetadataImage::default()
             .apply(image.offset().expect("offset"), &snapshot)
@@ -773,5 +913,72 @@ mod tests {
             restored.configs(&ConfigResource::Topic("first".into())),
             image.configs(&ConfigResource::Topic("first".into()))
         );
+        assert_eq!(restored.plugins(), image.plugins(), "components included");
+    }
+
+    fn plugin_install(name: &str, version: &str, bytes: &[u8]) -> Change {
+        Change::PluginInstall {
+            name: name.into(),
+            kind: crate::policy::PolicyKind::Partitioner,
+            version: version.into(),
+            sha256: crate::policy::engine::sha256_hex(bytes),
+            installed_at_ms: 0,
+            component: bytes.into(),
+        }
+    }
+
+    #[test]
+    fn plugin_operations_are_checked_as_they_apply() {
+        let base = apply(
+            &MetadataImage::default(),
+            vec![
+                register(1, 10),
+                topic("first", TOPIC),
+                plugin_install("p", "1", b"one"),
+                Change::PluginActivate {
+                    name: "p".into(),
+                    version: "1".into(),
+                    broker_wide: false,
+                },
+                Change::Config {
+                    resource: ConfigResource::Topic("first".into()),
+                    key: "policy.partitioner".into(),
+                    value: Some("p".into()),
+                },
+            ],
+        )
+        .expect("base");
+        for refused in [
+            // Bound to a topic: the topic's binding must change first.
+            Change::PluginRemove { name: "p".into() },
+            Change::PluginActivate {
+                name: "p".into(),
+                version: "9".into(),
+                broker_wide: true,
+            },
+            Change::PluginRollback { name: "p".into() },
+            plugin_install("p", "1", b"other bytes"),
+        ] {
+            let outcome = base.apply(100, [&MetadataRecord::new(refused.clone())]);
+            assert!(
+                matches!(outcome, Err(ImageError::Plugin(_))),
+                "{refused:?}: {outcome:?}"
+            );
+        }
+        let (unbound, delta) = base
+            .apply(
+                100,
+                [
+                    &MetadataRecord::new(Change::Config {
+                        resource: ConfigResource::Topic("first".into()),
+                        key: "policy.partitioner".into(),
+                        value: None,
+                    }),
+                    &MetadataRecord::new(Change::PluginRemove { name: "p".into() }),
+                ],
+            )
+            .expect("removable once unbound");
+        assert!(delta.plugins_changed);
+        assert!(unbound.plugins().plugins.is_empty() && unbound.plugins().components.is_empty());
     }
 }

@@ -1,5 +1,5 @@
 //! The records of the cluster metadata log (KRaft's `__cluster_metadata`): every change to
-//! brokers, topics, partitions and configs is one of these, committed by the controller quorum
+//! brokers, topics, partitions, configs and the plugin registry is one of these, committed by the controller quorum
 //! and applied in order by every node into its [`MetadataImage`](super::image::MetadataImage).
 //!
 //! Each record carries the layout version it was written with, so a node refuses a record newer
@@ -8,6 +8,9 @@
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+
+use crate::policy::PolicyKind;
+use crate::policy::registry::ComponentBytes;
 
 /// The newest record layout this build writes and reads.
 pub const METADATA_RECORD_VERSION: u16 = 1;
@@ -153,6 +156,83 @@ pub enum Change {
     RemoveTopic {
         topic_id: Uuid,
     },
+    /// A plugin version, with its component (base64 in the log): every node gets the bytes from
+    /// the log, so all run the same versions.
+    PluginInstall {
+        name: String,
+        kind: PolicyKind,
+        /// Not `version`: that key is the record layout's.
+        #[serde(rename = "plugin_version")]
+        version: String,
+        sha256: String,
+        installed_at_ms: i64,
+        #[serde(with = "base64_bytes")]
+        component: ComponentBytes,
+    },
+    /// `version` of `name` becomes current (and its kind's broker-wide plugin when
+    /// `broker_wide`); a built-in's name makes it its kind's default again.
+    PluginActivate {
+        name: String,
+        #[serde(rename = "plugin_version")]
+        version: String,
+        broker_wide: bool,
+    },
+    /// `name` returns to the version current before its last activation.
+    PluginRollback {
+        name: String,
+    },
+    PluginRemove {
+        name: String,
+    },
+    /// A plugin's activation state as a snapshot restores it (after its versions).
+    PluginState {
+        name: String,
+        current: Option<String>,
+        history: Vec<String>,
+        activated_at: Option<u64>,
+        broker_wide: bool,
+    },
+}
+
+impl Change {
+    /// One of the plugin registry's records.
+    pub fn is_plugin_registry(&self) -> bool {
+        matches!(
+            self,
+            Change::PluginInstall { .. }
+                | Change::PluginActivate { .. }
+                | Change::PluginRollback { .. }
+                | Change::PluginRemove { .. }
+                | Change::PluginState { .. }
+        )
+    }
+}
+
+/// Component bytes as one base64 string: a third more than the bytes, where JSON's array of
+/// numbers would be three to four times as much.
+mod base64_bytes {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use crate::policy::registry::ComponentBytes;
+
+    pub fn serialize<S: Serializer>(
+        bytes: &ComponentBytes,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&STANDARD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<ComponentBytes, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        STANDARD
+            .decode(text)
+            .map(ComponentBytes::from)
+            .map_err(serde::de::Error::custom)
+    }
 }
 
 fn is_zero(epoch: &i32) -> bool {
@@ -182,6 +262,26 @@ mod tests {
                 resource: ConfigResource::Broker(1),
                 key: "log.retention.ms".into(),
                 value: None,
+            },
+            Change::PluginInstall {
+                name: "prefix".into(),
+                kind: PolicyKind::Partitioner,
+                version: "2".into(),
+                sha256: "ab".into(),
+                installed_at_ms: -5,
+                component: ComponentBytes::from(&b"\0asm\x01\xff"[..]),
+            },
+            Change::PluginActivate {
+                name: "prefix".into(),
+                version: "2".into(),
+                broker_wide: false,
+            },
+            Change::PluginState {
+                name: "prefix".into(),
+                current: Some("2".into()),
+                history: vec!["1".into()],
+                activated_at: Some(9),
+                broker_wide: true,
             },
         ] {
             let record = MetadataRecord::new(change);

@@ -2,6 +2,11 @@
 //! (topic binding, then the broker-wide default, then the built-in), makes the call in the
 //! sandbox, checks the answer, and falls back to the built-in default on any fault. Versions are
 //! swapped atomically: a call holds the version it started on.
+//!
+//! What is installed and current comes from a [`Registry`]: in a broker the metadata log's,
+//! published with [`Policies::publish`] as each entry applies (so every broker swaps at the
+//! same offset); elsewhere (`weir plugin test`, `weir produce`) one kept here and changed with
+//! `install`, `activate`, `rollback` and `remove`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -15,7 +20,7 @@ use serde::Serialize;
 
 use super::engine::{CallLimits, Fault, PolicyEngine};
 use super::plugin::Plugin;
-use super::registry::{InstalledVersion, RegistryStore};
+use super::registry::{InstalledVersion, Registry, builtin_kind, validate_name};
 use super::wit::acks::{Decision, Request};
 use super::wit::election::{Election, PartitionState};
 use super::{PerKind, PolicyKind, conformance, defaults, validate};
@@ -60,6 +65,10 @@ pub struct PluginInfo {
     /// True when it is the broker-wide plugin of its kind.
     pub default_for_kind: bool,
     pub quarantined: bool,
+    /// When its current version was activated: in a broker, the metadata offset every broker
+    /// swapped at.
+    #[serde(default)]
+    pub activated_at: Option<u64>,
 }
 
 /// The versions calls resolve to; replaced as a whole on every change.
@@ -94,7 +103,15 @@ impl Metrics {
 pub struct Policies {
     engine: PolicyEngine,
     config: PolicyConfig,
-    store: Mutex<RegistryStore>,
+    /// The registry the active versions were built from.
+    registry: ArcSwap<Registry>,
+    /// Serialises publications, so two never interleave their loads and swaps.
+    publishing: Mutex<()>,
+    /// Serialises changes to a registry kept here (read, change, publish), so none is lost.
+    changing: Mutex<()>,
+    /// The stamp a registry kept here gives its next activation (a broker's come from the
+    /// metadata log's offsets).
+    local_stamp: AtomicU64,
     builtin: PerKind<Arc<Plugin>>,
     active: ArcSwap<Active>,
     metrics: Metrics,
@@ -107,11 +124,11 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Policies {
-    /// Loads the built-in plugins and every installed plugin's current version. `dir` is the
-    /// registry's directory (`<log.dirs>/plugins`); `None` keeps nothing on disk.
+    /// Loads the built-in plugins, with an empty registry. `dir` is the plugins' directory
+    /// (`<log.dirs>/plugins`), which holds the precompiled-artifact cache; `None` keeps
+    /// nothing on disk.
     pub fn open(dir: Option<&Path>, config: PolicyConfig) -> anyhow::Result<Arc<Policies>> {
         let engine = PolicyEngine::new(dir.map(|d| d.join("cache")))?;
-        let store = RegistryStore::open(dir)?;
         let metrics = Metrics::default();
         let mut loaded_builtins = Vec::new();
         for (kind, name, bytes) in defaults::BUILTIN {
@@ -138,28 +155,59 @@ impl Policies {
                 .try_into()
                 .map_err(|_| anyhow::anyhow!("one built-in per kind"))?,
         );
-        let policies = Policies {
+        Ok(Arc::new(Policies {
             engine,
             config,
-            store: Mutex::new(store),
+            registry: ArcSwap::from_pointee(Registry::default()),
+            publishing: Mutex::new(()),
+            changing: Mutex::new(()),
+            local_stamp: AtomicU64::new(0),
             active: ArcSwap::from_pointee(Active {
                 defaults: builtin.clone(),
                 by_name: HashMap::new(),
             }),
             builtin,
             metrics,
-        };
-        let store = lock(&policies.store);
+        }))
+    }
+
+    /// The registry the active versions come from.
+    pub fn registry(&self) -> Arc<Registry> {
+        self.registry.load_full()
+    }
+
+    /// Makes `registry` the one calls resolve through: current versions that changed (another
+    /// version, or activated again) are loaded, the rest keep their loaded instances, and the
+    /// new set is swapped in at once. A version that cannot load is logged and its calls use
+    /// the default, as a faulting plugin's do.
+    pub fn publish(&self, registry: Arc<Registry>) {
+        let _publishing = lock(&self.publishing);
+        let previous = self.registry.load_full();
+        if Arc::ptr_eq(&previous, &registry) {
+            return;
+        }
+        let active = self.active.load_full();
         let mut loaded = HashMap::new();
-        for (name, entry) in &store.registry.plugins {
+        for (name, entry) in &registry.plugins {
             let Some(current) = entry.current_version() else {
                 continue;
             };
-            match store
-                .read_component(&current.sha256)
-                .and_then(|bytes| policies.load(name, &current.version, &bytes))
-            {
+            let unchanged = previous.plugins.get(name).is_some_and(|before| {
+                before.current_version() == Some(current)
+                    && before.activated_at == entry.activated_at
+            });
+            if unchanged && let Some(plugin) = active.by_name.get(name) {
+                loaded.insert(name.clone(), plugin.clone());
+                continue;
+            }
+            let outcome = registry
+                .components
+                .get(&current.sha256)
+                .context("its component is missing from the registry")
+                .and_then(|bytes| self.load(name, &current.version, bytes));
+            match outcome {
                 Ok(plugin) => {
+                    tracing::info!(plugin = %name, version = %current.version, "plugin version loaded");
                     loaded.insert(name.clone(), Arc::new(plugin));
                 }
                 Err(error) => {
@@ -167,10 +215,101 @@ impl Policies {
                 }
             }
         }
-        let active = policies.build_active(&store.registry, loaded);
-        drop(store);
-        policies.active.store(Arc::new(active));
-        Ok(Arc::new(policies))
+        for plugin in self.builtin.values() {
+            let stamp = registry.builtins_activated_at.get(&plugin.id.name);
+            if stamp.is_some() && stamp != previous.builtins_activated_at.get(&plugin.id.name) {
+                plugin.reinstate();
+            }
+        }
+        let next = self.build_active(&registry, loaded);
+        self.active.store(Arc::new(next));
+        self.registry.store(registry);
+    }
+
+    /// Checks a component for installing as `name`: a valid name that is not a built-in's, a
+    /// component that compiles and passes its kind's conformance scenarios. Its kind and the
+    /// version it is installed as (`version`, or one more than the newest numeric one).
+    pub fn check_install(
+        &self,
+        name: &str,
+        version: Option<&str>,
+        bytes: &[u8],
+        now_ms: i64,
+    ) -> anyhow::Result<(PolicyKind, InstalledVersion)> {
+        validate_name(name)?;
+        if builtin_kind(name).is_some() {
+            bail!("`{name}` is the name of a built-in plugin; choose another name");
+        }
+        let (kind, outcomes) = self.test(bytes, &[])?;
+        let failed: Vec<String> = outcomes
+            .iter()
+            .filter(|o| !o.passed)
+            .map(|o| format!("{}: {}", o.name, o.problem.as_deref().unwrap_or("failed")))
+            .collect();
+        if !failed.is_empty() {
+            bail!(
+                "the plugin fails {} of {} {} conformance scenarios: {}",
+                failed.len(),
+                outcomes.len(),
+                kind.interface(),
+                failed.join("; ")
+            );
+        }
+        let version = match version {
+            Some(version) => {
+                validate_name(version)?;
+                version.to_string()
+            }
+            None => self.registry().next_version(name),
+        };
+        let installed = InstalledVersion {
+            version,
+            sha256: super::engine::sha256_hex(bytes),
+            installed_at_ms: now_ms,
+        };
+        Ok((kind, installed))
+    }
+
+    /// The version an activation of `name` means (`version`, or the newest installed), checked
+    /// to load here before anyone is asked to run it; a built-in's one version.
+    pub fn check_activate(&self, name: &str, version: Option<&str>) -> anyhow::Result<String> {
+        if builtin_kind(name).is_some() {
+            return Ok(super::defaults::VERSION.to_string());
+        }
+        let registry = self.registry();
+        let Some(entry) = registry.plugins.get(name) else {
+            bail!("no plugin named `{name}` is installed");
+        };
+        let version = match version {
+            Some(version) => version.to_string(),
+            None => entry
+                .versions
+                .last()
+                .map(|v| v.version.clone())
+                .context("the plugin has no versions")?,
+        };
+        let Some(installed) = entry.version(&version) else {
+            bail!("`{name}` has no version {version}");
+        };
+        let bytes = registry
+            .components
+            .get(&installed.sha256)
+            .context("its component is missing from the registry")?;
+        self.load_counted(name, &version, bytes, false)?;
+        Ok(version)
+    }
+
+    /// Changes the registry kept here with `change` (on a copy) and publishes the result.
+    fn change_local<R>(
+        &self,
+        change: impl FnOnce(&mut Registry, u64) -> anyhow::Result<R>,
+    ) -> anyhow::Result<R> {
+        let _changing = lock(&self.changing);
+        let mut registry = (*self.registry()).clone();
+        let stamp = self.local_stamp.fetch_add(1, Ordering::Relaxed) + 1;
+        let result = change(&mut registry, stamp)?;
+        self.publish(Arc::new(registry));
+        Ok(result)
     }
 
     fn load(&self, name: &str, version: &str, bytes: &[u8]) -> anyhow::Result<Plugin> {
@@ -381,14 +520,7 @@ impl Policies {
 
     /// The kind of an installed (or built-in) plugin.
     pub fn kind_of(&self, name: &str) -> Option<PolicyKind> {
-        if let Some(plugin) = self.builtin.values().find(|p| p.id.name == name) {
-            return Some(plugin.kind);
-        }
-        lock(&self.store)
-            .registry
-            .plugins
-            .get(name)
-            .map(|entry| entry.kind)
+        builtin_kind(name).or_else(|| self.registry().plugins.get(name).map(|entry| entry.kind))
     }
 
     /// Checks a component without installing it: compile, world, conformance scenarios.
@@ -403,8 +535,8 @@ impl Policies {
         Ok((plugin.kind, outcomes))
     }
 
-    /// Installs a version of a plugin after it passes its kind's conformance scenarios. It does
-    /// not run until activated. `version` defaults to one more than the newest numeric version.
+    /// Installs a version of a plugin after it passes its kind's conformance scenarios, in the
+    /// registry kept here. It does not run until activated.
     pub fn install(
         &self,
         name: &str,
@@ -412,125 +544,26 @@ impl Policies {
         bytes: &[u8],
         now_ms: i64,
     ) -> anyhow::Result<PluginInfo> {
-        validate_name(name)?;
-        if self.builtin.values().any(|p| p.id.name == name) {
-            bail!("`{name}` is the name of a built-in plugin; choose another name");
-        }
-        let (kind, outcomes) = self.test(bytes, &[])?;
-        let failed: Vec<String> = outcomes
-            .iter()
-            .filter(|o| !o.passed)
-            .map(|o| format!("{}: {}", o.name, o.problem.as_deref().unwrap_or("failed")))
-            .collect();
-        if !failed.is_empty() {
-            bail!(
-                "the plugin fails {} of {} {} conformance scenarios: {}",
-                failed.len(),
-                outcomes.len(),
-                kind.interface(),
-                failed.join("; ")
-            );
-        }
-        let sha256 = super::engine::sha256_hex(bytes);
-        let mut store = lock(&self.store);
-        let entry = store.registry.plugins.get(name);
-        if let Some(entry) = entry
-            && entry.kind != kind
-        {
-            bail!(
-                "`{name}` is installed as a {} plugin; this component is a {} plugin",
-                entry.kind.interface(),
-                kind.interface()
-            );
-        }
-        let version = match version {
-            Some(version) => {
-                validate_name(version)?;
-                version.to_string()
-            }
-            None => next_version(entry.map(|e| e.versions.as_slice()).unwrap_or(&[])),
-        };
-        if let Some(existing) = entry.and_then(|e| e.version(&version)) {
-            if existing.sha256 == sha256 {
-                drop(store);
-                return self.info(name);
-            }
-            bail!("`{name}` version {version} is already installed with different bytes");
-        }
-        store.store_component(&sha256, bytes)?;
-        let entry = store
-            .registry
-            .plugins
-            .entry(name.to_string())
-            .or_insert_with(|| super::registry::Entry {
-                kind,
-                versions: Vec::new(),
-                current: None,
-                history: Vec::new(),
-            });
-        entry.versions.push(InstalledVersion {
-            version: version.clone(),
-            sha256,
-            installed_at_ms: now_ms,
-        });
-        store.save()?;
-        drop(store);
+        let (kind, installed) = self.check_install(name, version, bytes, now_ms)?;
+        let version = installed.version.clone();
+        self.change_local(|registry, _| {
+            registry.install(name, kind, installed, bytes.to_vec().into())
+        })?;
         tracing::info!(plugin = name, %version, kind = kind.interface(), "plugin installed");
         self.info(name)
     }
 
     /// Makes `version` (default: the newest installed) the current version of `name`, and, when
-    /// `broker_wide`, the broker-wide plugin of its kind. Re-activating lifts a quarantine.
+    /// `broker_wide`, the broker-wide plugin of its kind, in the registry kept here.
+    /// Re-activating lifts a quarantine.
     pub fn activate(
         &self,
         name: &str,
         version: Option<&str>,
         broker_wide: bool,
     ) -> anyhow::Result<PluginInfo> {
-        let mut store = lock(&self.store);
-        if let Some(builtin) = self.builtin.values().find(|p| p.id.name == name) {
-            builtin.reinstate();
-            if broker_wide {
-                store.registry.defaults.remove(&builtin.kind);
-                store.save()?;
-            }
-            self.swap(&store, None)?;
-            drop(store);
-            return self.info(name);
-        }
-        let Some(entry) = store.registry.plugins.get(name) else {
-            bail!("no plugin named `{name}` is installed");
-        };
-        let kind = entry.kind;
-        let version = match version {
-            Some(version) => version.to_string(),
-            None => entry
-                .versions
-                .last()
-                .map(|v| v.version.clone())
-                .context("the plugin has no versions")?,
-        };
-        let Some(installed) = entry.version(&version) else {
-            bail!("`{name}` has no version {version}");
-        };
-        let bytes = store.read_component(&installed.sha256)?;
-        let plugin = Arc::new(self.load(name, &version, &bytes)?);
-        let entry = store
-            .registry
-            .plugins
-            .get_mut(name)
-            .context("plugin vanished")?;
-        if entry.current.as_deref() != Some(version.as_str())
-            && let Some(previous) = entry.current.replace(version.clone())
-        {
-            entry.history.push(previous);
-        }
-        if broker_wide {
-            store.registry.defaults.insert(kind, name.to_string());
-        }
-        store.save()?;
-        self.swap(&store, Some(plugin))?;
-        drop(store);
+        let version = self.check_activate(name, version)?;
+        self.change_local(|registry, stamp| registry.activate(name, &version, broker_wide, stamp))?;
         tracing::info!(plugin = name, %version, broker_wide, "plugin activated");
         self.info(name)
     }
@@ -544,94 +577,33 @@ impl Policies {
         {
             return Ok((defaults::VERSION.to_string(), bytes.to_vec()));
         }
-        let store = lock(&self.store);
-        let Some(entry) = store.registry.plugins.get(name) else {
+        let registry = self.registry();
+        let Some(entry) = registry.plugins.get(name) else {
             bail!("no plugin named `{name}` is installed");
         };
-        let Some(installed) = entry
-            .current
-            .as_deref()
-            .and_then(|version| entry.version(version))
-        else {
+        let Some(installed) = entry.current_version() else {
             bail!("`{name}` is installed but has never been activated");
         };
-        let bytes = store.read_component(&installed.sha256)?;
-        Ok((installed.version.clone(), bytes))
+        let bytes = registry
+            .components
+            .get(&installed.sha256)
+            .context("its component is missing from the registry")?;
+        Ok((installed.version.clone(), bytes.to_vec()))
     }
 
-    /// Returns `name` to the version that was current before the last activation.
+    /// Returns `name` to the version that was current before the last activation, in the
+    /// registry kept here.
     pub fn rollback(&self, name: &str) -> anyhow::Result<PluginInfo> {
-        let mut store = lock(&self.store);
-        let Some(entry) = store.registry.plugins.get_mut(name) else {
-            bail!("no plugin named `{name}` is installed");
-        };
-        let Some(previous) = entry.history.pop() else {
-            bail!("`{name}` has no earlier version to roll back to");
-        };
-        let installed = entry
-            .version(&previous)
-            .cloned()
-            .context("the earlier version is no longer installed")?;
-        entry.current = Some(previous.clone());
-        let bytes = store.read_component(&installed.sha256)?;
-        let plugin = Arc::new(self.load(name, &previous, &bytes)?);
-        store.save()?;
-        self.swap(&store, Some(plugin))?;
-        drop(store);
-        tracing::info!(plugin = name, version = %previous, "plugin rolled back");
+        let version = self.change_local(|registry, stamp| registry.rollback(name, stamp))?;
+        tracing::info!(plugin = name, %version, "plugin rolled back");
         self.info(name)
     }
 
-    /// Uninstalls every version of `name`. Refused while it is the broker-wide plugin of its
-    /// kind or `bound_topics` (topics whose `policy.<kind>` names it) is not empty.
+    /// Uninstalls every version of `name` from the registry kept here. Refused while it is the
+    /// broker-wide plugin of its kind or `bound_topics` (topics whose `policy.<kind>` names it)
+    /// is not empty.
     pub fn remove(&self, name: &str, bound_topics: &[String]) -> anyhow::Result<()> {
-        let mut store = lock(&self.store);
-        let Some(entry) = store.registry.plugins.get(name) else {
-            bail!("no plugin named `{name}` is installed");
-        };
-        let kind = entry.kind;
-        if store.registry.defaults.get(&kind).map(String::as_str) == Some(name) {
-            bail!(
-                "`{name}` is the broker-wide {} plugin; activate another one first",
-                kind.interface()
-            );
-        }
-        if !bound_topics.is_empty() {
-            bail!(
-                "`{name}` is bound to topics {}; change their policy.{} first",
-                bound_topics.join(", "),
-                kind.interface()
-            );
-        }
-        store.registry.plugins.remove(name);
-        store.save()?;
-        store.delete_unreferenced();
-        let mut active = self.current_plugins();
-        active.remove(name);
-        let next = self.build_active(&store.registry, active);
-        self.active.store(Arc::new(next));
-        Ok(())
-    }
-
-    fn current_plugins(&self) -> HashMap<String, Arc<Plugin>> {
-        let active = self.active.load();
-        active
-            .by_name
-            .iter()
-            .filter(|(_, plugin)| !self.builtin.values().any(|b| Arc::ptr_eq(b, plugin)))
-            .map(|(name, plugin)| (name.clone(), plugin.clone()))
-            .collect()
-    }
-
-    /// Publishes a new set of versions; `replacing` is a newly loaded version.
-    fn swap(&self, store: &RegistryStore, replacing: Option<Arc<Plugin>>) -> anyhow::Result<()> {
-        let mut plugins = self.current_plugins();
-        if let Some(plugin) = replacing {
-            plugins.insert(plugin.id.name.clone(), plugin);
-        }
-        let next = self.build_active(&store.registry, plugins);
-        self.active.store(Arc::new(next));
-        Ok(())
+        self.change_local(|registry, _| registry.remove(name, bound_topics))
     }
 
     pub fn info(&self, name: &str) -> anyhow::Result<PluginInfo> {
@@ -643,7 +615,7 @@ impl Policies {
 
     /// Every plugin: the built-ins first, then the installed ones by name.
     pub fn list(&self) -> Vec<PluginInfo> {
-        let store = lock(&self.store);
+        let registry = self.registry();
         let active = self.active.load();
         let mut infos: Vec<PluginInfo> = PolicyKind::ALL
             .into_iter()
@@ -659,23 +631,25 @@ impl Policies {
                         sha256: plugin.id.sha256.clone(),
                         installed_at_ms: 0,
                     }],
-                    default_for_kind: !store.registry.defaults.contains_key(&kind),
+                    default_for_kind: !registry.defaults.contains_key(&kind),
                     quarantined: plugin.is_quarantined(),
+                    activated_at: registry.builtins_activated_at.get(&plugin.id.name).copied(),
                 }
             })
             .collect();
-        infos.extend(store.registry.plugins.iter().map(|(name, entry)| {
+        infos.extend(registry.plugins.iter().map(|(name, entry)| {
             PluginInfo {
                 name: name.clone(),
                 kind: entry.kind,
                 builtin: false,
                 current_version: entry.current.clone(),
                 versions: entry.versions.clone(),
-                default_for_kind: store.registry.defaults.get(&entry.kind) == Some(name),
+                default_for_kind: registry.defaults.get(&entry.kind) == Some(name),
                 quarantined: active
                     .by_name
                     .get(name)
                     .is_some_and(|plugin| plugin.is_quarantined()),
+                activated_at: entry.activated_at,
             }
         }));
         infos
@@ -717,30 +691,6 @@ impl Policies {
             .map(|(_, count)| count)
             .sum()
     }
-}
-
-/// Plugin names and versions go into file names, URLs and metric labels.
-fn validate_name(name: &str) -> anyhow::Result<()> {
-    let valid = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if !valid {
-        bail!(
-            "`{name}` is not a valid plugin name or version (1-64 of a-z, A-Z, 0-9, '-', '_', '.')"
-        );
-    }
-    Ok(())
-}
-
-fn next_version(versions: &[InstalledVersion]) -> String {
-    let newest = versions
-        .iter()
-        .filter_map(|v| v.version.parse::<u64>().ok())
-        .max()
-        .unwrap_or(0);
-    (newest + 1).to_string()
 }
 
 #[cfg(test)]
@@ -839,9 +789,8 @@ mod tests {
     }
 
     #[test]
-    fn install_activate_rollback_remove_persist() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let policies = Policies::open(Some(dir.path()), test_config()).expect("open");
+    fn install_activate_rollback_remove() {
+        let policies = Policies::open(None, test_config()).expect("open");
         let bytes = defaults::PARTITIONER;
         let info = policies.install("mine", None, bytes, 1).expect("install");
         assert_eq!(info.versions.len(), 1);
@@ -874,21 +823,15 @@ mod tests {
         assert_eq!(info.current_version.as_deref(), Some("1"));
         assert!(policies.rollback("mine").is_err(), "nothing earlier");
         assert!(policies.remove("mine", &[]).is_err(), "still the default");
-        drop(policies);
-
-        let reopened = Policies::open(Some(dir.path()), test_config()).expect("reopen");
-        let info = reopened.info("mine").expect("persisted");
-        assert_eq!(info.current_version.as_deref(), Some("1"));
-        assert!(info.default_for_kind);
-        assert_eq!(reopened.partition(None, "t", Some(b"k"), 1, 4), {
+        assert_eq!(policies.partition(None, "t", Some(b"k"), 1, 4), {
             weir_partitioner_default::partition_for_key(b"k", 4)
         });
-        reopened
+        policies
             .activate("partitioner-default", None, true)
             .expect("back to built-in");
-        assert!(reopened.remove("mine", &["t".into()]).is_err(), "bound");
-        reopened.remove("mine", &[]).expect("remove");
-        assert!(reopened.info("mine").is_err());
+        assert!(policies.remove("mine", &["t".into()]).is_err(), "bound");
+        policies.remove("mine", &[]).expect("remove");
+        assert!(policies.info("mine").is_err());
     }
 
     #[test]

@@ -3,6 +3,9 @@
 //! one that is not the active controller passes the request on over the `CONTROLLER` listener
 //! and hands the controller's answer back.
 //!
+//! Brokers also hand the controller records they checked (the plugin registry's operations,
+//! whose components are compiled and tested on the broker that received them).
+//!
 //! The quorum carries the request and response frames as opaque bytes: decoding and answering
 //! them is the protocol room's work, registered here with [`Quorum::set_forward_handler`].
 
@@ -13,7 +16,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{NodeId, Quorum, transport};
+use super::{NodeId, ProposeError, Quorum, transport};
+use crate::controller::records::MetadataRecord;
 
 /// Answers one forwarded request frame with its response frame (or says why it cannot).
 pub type ForwardHandler = Arc<
@@ -65,6 +69,46 @@ impl Quorum {
         )
         .await
         .unwrap_or_else(|unreachable| Err(ForwardError::Unreachable(unreachable)))
+    }
+
+    /// Appends `records` as one entry through the active controller, here or over the
+    /// controller listener, and returns its offset once committed (applied here only when this
+    /// node is the controller: callers wait for their own image).
+    pub async fn propose_anywhere(
+        &self,
+        records: Vec<MetadataRecord>,
+    ) -> Result<u64, ProposeError> {
+        let address = match self.controller_route() {
+            Ok(None) => return self.propose(records).await,
+            Ok(Some(address)) => address,
+            Err(leader) => return Err(ProposeError::NotController { leader }),
+        };
+        transport::call_controller::<Result<u64, ProposeError>>(
+            &address,
+            transport::Request::Propose(records),
+            FORWARD_TIMEOUT,
+        )
+        .await
+        .unwrap_or_else(|unreachable| Err(ProposeError::Stopped(unreachable)))
+    }
+
+    /// The active controller's side of [`Quorum::propose_anywhere`]: a controller that lost
+    /// its leadership meanwhile refuses with NotController.
+    pub(super) async fn handle_forwarded_proposal(
+        &self,
+        records: Vec<MetadataRecord>,
+    ) -> Result<u64, ProposeError> {
+        // Only what brokers legitimately check themselves: the controller alone decides
+        // topics, placements, registrations and leaders.
+        if !records
+            .iter()
+            .all(|record| record.change.is_plugin_registry())
+        {
+            return Err(ProposeError::Refused(
+                "a broker may only hand the controller plugin registry records".into(),
+            ));
+        }
+        self.propose(records).await
     }
 
     /// The active controller's side of [`Quorum::forward`].

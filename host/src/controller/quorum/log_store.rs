@@ -73,7 +73,7 @@ impl MetadataLogStore {
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => Vec::new(),
             Err(error) => return Err(error),
         };
-        let (entries, valid) = read_frames(&bytes);
+        let (entries, valid) = read_frames(&bytes)?;
         // Append mode: every write lands at the end, also after a truncation shortened the file.
         let file = OpenOptions::new()
             .create(true)
@@ -166,7 +166,7 @@ pub fn read_log(dir: &Path) -> std::io::Result<(QuorumState, Vec<Entry<MetadataR
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => Vec::new(),
         Err(error) => return Err(error),
     };
-    let (entries, valid) = read_frames(&bytes);
+    let (entries, valid) = read_frames(&bytes)?;
     let last_purged = state.last_purged.map(|id| id.index);
     let entries = entries
         .into_values()
@@ -177,9 +177,13 @@ pub fn read_log(dir: &Path) -> std::io::Result<(QuorumState, Vec<Entry<MetadataR
 }
 
 /// The whole frames at the start of `bytes` (entries by index, with positions) and where they
-/// end. Reading stops at the first frame that is short, fails its CRC, does not parse, or does
-/// not follow the previous index.
-fn read_frames(bytes: &[u8]) -> (BTreeMap<u64, (Entry<MetadataRaft>, u64)>, u64) {
+/// end. Reading stops at the first frame that is short or fails its CRC (a torn write) or does
+/// not follow the previous index. A frame whose checksum holds but which does not parse was
+/// written whole by a build that understands more than this one: an error, never a tail to cut,
+/// since cutting it would drop committed metadata.
+type Frames = BTreeMap<u64, (Entry<MetadataRaft>, u64)>;
+
+fn read_frames(bytes: &[u8]) -> std::io::Result<(Frames, u64)> {
     let mut entries = BTreeMap::new();
     let mut position = 0usize;
     let mut previous: Option<u64> = None;
@@ -193,9 +197,14 @@ fn read_frames(bytes: &[u8]) -> (BTreeMap<u64, (Entry<MetadataRaft>, u64)>, u64)
         if crc32c(payload) != crc {
             break;
         }
-        let Ok(entry) = serde_json::from_slice::<Entry<MetadataRaft>>(payload) else {
-            break;
-        };
+        let entry = serde_json::from_slice::<Entry<MetadataRaft>>(payload).map_err(|error| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "the metadata log entry at byte {position} is whole but unreadable by this version of Weir (written by a newer one?): {error}"
+                ),
+            )
+        })?;
         if previous.is_some_and(|index| entry.log_id.index != index + 1) {
             break;
         }
@@ -203,7 +212,7 @@ fn read_frames(bytes: &[u8]) -> (BTreeMap<u64, (Entry<MetadataRaft>, u64)>, u64)
         entries.insert(entry.log_id.index, (entry, position as u64));
         position = start + length;
     }
-    (entries, position as u64)
+    Ok((entries, position as u64))
 }
 
 fn frame(entry: &Entry<MetadataRaft>) -> Vec<u8> {
@@ -419,5 +428,25 @@ mod tests {
         let store = MetadataLogStore::open(dir.path()).expect("opens");
         let (_, entries) = store.contents().expect("contents");
         assert_eq!(entries.len(), 1);
+    }
+
+    #[test]
+    fn a_whole_frame_that_does_not_parse_refuses_the_open_and_cuts_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // A checksummed payload this build cannot read, as a newer record type would be.
+        let payload =
+            br#"{"log_id":{"leader_id":{"term":1,"node_id":1},"index":1},"payload":{"Future":{}}}"#;
+        let mut bytes = Vec::new();
+        bytes.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+        bytes.extend_from_slice(&crc32c(payload).to_be_bytes());
+        bytes.extend_from_slice(payload);
+        std::fs::write(dir.path().join(LOG_FILE), &bytes).expect("write");
+        let error = MetadataLogStore::open(dir.path()).expect_err("refused");
+        assert!(error.to_string().contains("unreadable"), "{error}");
+        assert_eq!(
+            std::fs::read(dir.path().join(LOG_FILE)).expect("read"),
+            bytes,
+            "nothing was cut"
+        );
     }
 }

@@ -200,7 +200,7 @@ pub struct VoterStatus {
 }
 
 /// Why a proposal did not commit.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum ProposeError {
     /// This node is not the active controller (Kafka's NOT_CONTROLLER, retriable); the known
     /// leader, if any, is where to go.

@@ -41,6 +41,9 @@ pub(super) enum Request {
     /// A Kafka request frame a broker forwards to the active controller (admin requests that
     /// change metadata); small, so JSON's byte array costs nothing that matters.
     Forward(Vec<u8>),
+    /// Records a broker checked against its image, for the active controller to append (the
+    /// plugin registry's operations, which every node's image re-checks as it applies them).
+    Propose(Vec<crate::controller::records::MetadataRecord>),
 }
 
 async fn read_frame(stream: &mut TcpStream) -> std::io::Result<Vec<u8>> {
@@ -118,6 +121,9 @@ async fn serve_connection(mut stream: TcpStream, peer: SocketAddr, quorum: Arc<Q
                 serde_json::to_vec(&quorum.handle_lifecycle(request).await)
             }
             Request::Forward(frame) => serde_json::to_vec(&quorum.handle_forwarded(frame).await),
+            Request::Propose(records) => {
+                serde_json::to_vec(&quorum.handle_forwarded_proposal(records).await)
+            }
         }
         .expect("a Raft response serialises");
         if let Err(error) = write_frame(&mut stream, &response).await {
