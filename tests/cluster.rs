@@ -30,11 +30,16 @@ const SESSION_TIMEOUT_MS: u64 = 2000;
 /// Bound on every wait for the cluster to reach a state.
 const WAIT: Duration = Duration::from_secs(60);
 
-fn cluster(extra: &[&str]) -> anyhow::Result<Vec<BrokerProcess>> {
-    let mut config = vec![
+/// The lifecycle timeouts every node of these tests uses.
+fn lifecycle_config() -> Vec<String> {
+    vec![
         format!("broker.session.timeout.ms={SESSION_TIMEOUT_MS}"),
         "broker.heartbeat.interval.ms=200".to_string(),
-    ];
+    ]
+}
+
+fn cluster(extra: &[&str]) -> anyhow::Result<Vec<BrokerProcess>> {
+    let mut config = lifecycle_config();
     config.extend(extra.iter().map(|item| item.to_string()));
     let config: Vec<&str> = config.iter().map(String::as_str).collect();
     BrokerProcess::start_cluster(3, &config)
@@ -982,4 +987,95 @@ fn a_plugin_installed_through_one_broker_is_active_on_all_three_at_one_offset() 
         "{plugin}"
     );
     Ok(())
+}
+
+/// `process.roles=broker`: a fourth node that is not a voter follows the metadata log as a Raft
+/// learner. It registers, is unfenced, shows as an observer of the quorum, gets replicas
+/// placed on it and leads some, and after a SIGKILL and restart (on another metadata port) it
+/// catches up on what was committed while it was down.
+#[test]
+fn a_dedicated_broker_follows_the_metadata_log_as_a_learner() -> anyhow::Result<()> {
+    let nodes = cluster(&[])?;
+    wait_for_agreement(&nodes, &[0, 1, 2], "three registered brokers", all_unfenced)?;
+    let config = lifecycle_config();
+    let config: Vec<&str> = config.iter().map(String::as_str).collect();
+    let mut dedicated = BrokerProcess::start_dedicated_broker(&nodes, 4, &config)?;
+    let four_unfenced = |nodes: &[BrokerProcess], dedicated: &BrokerProcess| {
+        wait_for("four unfenced brokers, as every node sees them", || {
+            for node in nodes.iter().chain([dedicated]) {
+                let seen = view(node).map_err(|error| error.to_string())?;
+                if seen.brokers.len() != 4 || seen.brokers.values().any(|fenced| *fenced) {
+                    return Err(format!("{}: {seen:?}", node.bootstrap()));
+                }
+            }
+            Ok(())
+        })
+    };
+    four_unfenced(&nodes, &dedicated)?;
+
+    let quorum = run_weir(
+        &[
+            "cluster",
+            "describe",
+            "--bootstrap-server",
+            &nodes[0].bootstrap(),
+        ],
+        "",
+    )?;
+    let described = String::from_utf8_lossy(&quorum.stdout);
+    let observers = described
+        .lines()
+        .find(|line| line.starts_with("CurrentObservers:"))
+        .unwrap_or_default();
+    let voters = described
+        .lines()
+        .find(|line| line.starts_with("CurrentVoters:"))
+        .unwrap_or_default();
+    ensure!(
+        observers.contains("[4 ") && !voters.contains("4 ("),
+        "broker 4 is an observer, not a voter:\n{described}"
+    );
+
+    // Placed on it like any broker: four partitions, replication factor 4.
+    let runtime = runtime()?;
+    let admin: AdminClient<DefaultClientContext> = client_config(&dedicated).create()?;
+    for result in block_on(
+        &runtime,
+        "CreateTopics",
+        admin.create_topics(
+            &[NewTopic::new("everywhere", 4, TopicReplication::Fixed(4))],
+            &admin_options(),
+        ),
+    )?? {
+        result.map_err(|(topic, error)| anyhow!("creating {topic}: {error}"))?;
+    }
+    let layout_here = wait_for("the topic on the dedicated broker", || {
+        layout(&dedicated, "everywhere").map_err(|error| error.to_string())
+    })?;
+    let led = layout_here
+        .iter()
+        .find(|(_, leader, _, _)| *leader == 4)
+        .ok_or_else(|| anyhow!("broker 4 leads nothing: {layout_here:?}"))?;
+    ensure!(
+        produce_raw(&dedicated, "everywhere", led.0)? == 0,
+        "the dedicated broker refused records for a partition it leads"
+    );
+
+    // Down and back (its metadata port changes): it catches up on a topic made meanwhile.
+    dedicated.kill();
+    create_topic_until_done(&nodes, "made-while-down")?;
+    dedicated.restart()?;
+    four_unfenced(&nodes, &dedicated)?;
+    wait_for("the topic made while it was down", || {
+        layout(&dedicated, "made-while-down").map_err(|error| error.to_string())
+    })?;
+    Ok(())
+}
+
+/// [`create_topic`] through the current controller, retried through elections.
+fn create_topic_until_done(nodes: &[BrokerProcess], name: &str) -> anyhow::Result<()> {
+    let live: Vec<usize> = (0..nodes.len()).collect();
+    wait_for("CreateTopics to succeed", || {
+        create_topic(nodes, &live, name)
+    })
 }

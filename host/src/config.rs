@@ -39,7 +39,7 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     (
         "process.roles",
         "broker,controller",
-        "what this node is: broker, controller, or both (combined mode)",
+        "what this node is: broker,controller (combined mode: a broker and a quorum voter) or broker (a dedicated broker following the voters' metadata log as a Raft learner); controller alone is not supported yet",
     ),
     (
         "listeners",
@@ -298,6 +298,9 @@ pub struct BrokerConfig {
     /// `controller.quorum.voters`: every voter's id and controller address. Empty means this
     /// node alone, a one-voter quorum.
     pub quorum_voters: BTreeMap<i32, String>,
+    /// `process.roles` includes `controller`: a voter. Otherwise (`broker` alone) the node
+    /// follows the voters' metadata log as a Raft learner.
+    pub is_controller: bool,
     pub quorum_election_timeout: std::time::Duration,
     pub metadata_dir: PathBuf,
     pub metadata_snapshot_interval: u64,
@@ -415,19 +418,35 @@ impl BrokerConfig {
                 format!("'{unknown}' is not broker or controller"),
             ));
         }
-        if !(roles.iter().any(|role| role == "broker")
-            && roles.iter().any(|role| role == "controller"))
-        {
-            // Dedicated brokers follow the metadata log as Raft learners and dedicated
-            // controllers serve no clients; neither exists yet. Refuse instead of half-running.
+        let is_broker = roles.iter().any(|role| role == "broker");
+        let is_controller = roles.iter().any(|role| role == "controller");
+        if !is_broker {
+            // A dedicated controller serves no clients, and `weir cluster describe` and the
+            // admin tools reach the quorum through brokers: refuse instead of half-running.
             return Err(invalid(
                 "process.roles",
-                "only combined mode (broker,controller) is supported so far".to_string(),
+                "a dedicated controller (process.roles=controller) is not supported yet; use broker,controller".to_string(),
             ));
         }
         let quorum_voters = parse_voters(&get("controller.quorum.voters"))
             .map_err(|message| invalid("controller.quorum.voters", message))?;
-        if !quorum_voters.is_empty() {
+        if !is_controller {
+            // A dedicated broker follows the metadata log of the voters as a Raft learner.
+            if quorum_voters.is_empty() {
+                return Err(invalid(
+                    "process.roles",
+                    "a dedicated broker (process.roles=broker) needs controller.quorum.voters to follow".to_string(),
+                ));
+            }
+            if quorum_voters.contains_key(&node_id) {
+                return Err(invalid(
+                    "process.roles",
+                    format!(
+                        "node {node_id} is listed in controller.quorum.voters, so it is a controller: use broker,controller"
+                    ),
+                ));
+            }
+        } else if !quorum_voters.is_empty() {
             if !quorum_voters.contains_key(&node_id) {
                 return Err(invalid(
                     "controller.quorum.voters",
@@ -505,6 +524,7 @@ impl BrokerConfig {
             listener,
             controller_listener: listeners.controller,
             quorum_voters,
+            is_controller,
             quorum_election_timeout,
             metadata_dir,
             metadata_snapshot_interval,
@@ -756,6 +776,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_example_cluster_configs_load() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/cluster");
+        let mut roles = Vec::new();
+        for entry in std::fs::read_dir(&dir).expect("examples/cluster") {
+            let path = entry.expect("entry").path();
+            if path
+                .extension()
+                .is_some_and(|extension| extension == "toml")
+            {
+                let config = BrokerConfig::load(Some(&path), &[])
+                    .unwrap_or_else(|error| panic!("{}: {error}", path.display()));
+                roles.push((config.node_id, config.is_controller));
+            }
+        }
+        roles.sort();
+        assert_eq!(roles, [(1, true), (2, true), (3, true), (4, false)]);
+    }
+
+    #[test]
     fn defaults_serve_on_localhost_9092() {
         let config = BrokerConfig::default();
         assert_eq!(config.listener, "127.0.0.1:9092".parse().expect("address"));
@@ -834,6 +873,19 @@ mod tests {
             (&["listeners=SASL://h:1"], Some("listeners")),
             (&["listeners=CONTROLLER://h:1"], Some("listeners")),
             (&["process.roles=broker"], Some("process.roles")),
+            (&["process.roles=controller"], Some("process.roles")),
+            (
+                &["process.roles=broker", "controller.quorum.voters=1@h:1"],
+                Some("process.roles"),
+            ),
+            (
+                &[
+                    "process.roles=broker",
+                    "node.id=4",
+                    "controller.quorum.voters=1@h:1",
+                ],
+                None,
+            ),
             (&["process.roles=broker,leader"], Some("process.roles")),
             (&["node.id=-1"], Some("node.id")),
             (

@@ -187,6 +187,33 @@ impl BrokerProcess {
         Ok(brokers)
     }
 
+    /// A dedicated broker (`process.roles=broker`, id `node_id`) in a fresh data directory,
+    /// following the metadata log of `cluster`'s voters (nodes from [`Self::start_cluster`]) as
+    /// a learner.
+    pub fn start_dedicated_broker(
+        cluster: &[BrokerProcess],
+        node_id: usize,
+        extra_config: &[&str],
+    ) -> anyhow::Result<Self> {
+        let voters = cluster
+            .first()
+            .and_then(|node| {
+                node.extra_config
+                    .iter()
+                    .find(|item| item.starts_with("controller.quorum.voters="))
+            })
+            .context("a cluster from start_cluster names its voters")?
+            .clone();
+        let mut config = vec![
+            format!("node.id={node_id}"),
+            "process.roles=broker".to_string(),
+            voters,
+        ];
+        config.extend(extra_config.iter().map(|item| item.to_string()));
+        let config: Vec<&str> = config.iter().map(String::as_str).collect();
+        Self::start(&config)
+    }
+
     /// Starts a broker in a fresh temporary data directory. `extra_config` are `key=value` pairs.
     pub fn start(extra_config: &[&str]) -> anyhow::Result<Self> {
         Self::start_with_args(extra_config, &[])

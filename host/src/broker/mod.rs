@@ -169,8 +169,17 @@ pub fn quorum_config(config: &BrokerConfig) -> QuorumConfig {
         voters,
         listener: if config.quorum_voters.is_empty() {
             None
-        } else {
+        } else if config.is_controller {
             config.controller_listener
+        } else {
+            // A learner needs an address the active controller replicates the metadata log
+            // to: its controller listener if it names one, else any free port on the host of
+            // its Kafka listener (it registers the bound address).
+            Some(
+                config
+                    .controller_listener
+                    .unwrap_or_else(|| std::net::SocketAddr::new(config.listener.ip(), 0)),
+            )
         },
         // Elections start after 3 to 6 heartbeats of silence: Kafka's election timeout is
         // the lower end.

@@ -133,7 +133,7 @@ async fn describe(bootstrap_server: &str) -> Result<(), CliError> {
     Ok(())
 }
 
-/// The DescribeQuorum half: epoch, high watermark, follower lag, voters.
+/// The DescribeQuorum half: epoch, high watermark, follower lag, voters and observers.
 fn print_quorum(quorum: &DescribeQuorumResponse) -> Result<(), CliError> {
     let partition = quorum
         .topics
@@ -160,30 +160,34 @@ fn print_quorum(quorum: &DescribeQuorumResponse) -> Result<(), CliError> {
     println!("LeaderEpoch:     {}", partition.leader_epoch);
     println!("HighWatermark:   {}", partition.high_watermark);
     println!("MaxFollowerLag:  {max_lag}");
-    let voters: Vec<String> = partition
-        .current_voters
-        .iter()
-        .map(|voter| {
-            let endpoint = quorum
-                .nodes
+    let describe =
+        |members: &[kafka_protocol::messages::describe_quorum_response::ReplicaState]| {
+            members
                 .iter()
-                .find(|node| node.node_id == voter.replica_id)
-                .and_then(|node| node.listeners.first())
-                .map(|listener| {
+                .map(|member| {
+                    let endpoint = quorum
+                        .nodes
+                        .iter()
+                        .find(|node| node.node_id == member.replica_id)
+                        .and_then(|node| node.listeners.first())
+                        .map(|listener| {
+                            format!(
+                                " {}://{}:{}",
+                                listener.name.as_str(),
+                                listener.host.as_str(),
+                                listener.port
+                            )
+                        })
+                        .unwrap_or_default();
                     format!(
-                        " {}://{}:{}",
-                        listener.name.as_str(),
-                        listener.host.as_str(),
-                        listener.port
+                        "{}{endpoint} (log end offset {})",
+                        member.replica_id.0, member.log_end_offset
                     )
                 })
-                .unwrap_or_default();
-            format!(
-                "{}{endpoint} (log end offset {})",
-                voter.replica_id.0, voter.log_end_offset
-            )
-        })
-        .collect();
-    println!("CurrentVoters:   [{}]", voters.join(", "));
+                .collect::<Vec<String>>()
+                .join(", ")
+        };
+    println!("CurrentVoters:   [{}]", describe(&partition.current_voters));
+    println!("CurrentObservers: [{}]", describe(&partition.observers));
     Ok(())
 }

@@ -16,6 +16,9 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{BasicNode, ChangeMembers};
+
 use super::{NodeId, ProposeError, Quorum, transport};
 use crate::controller::records::{BrokerId, Change, Endpoint, MetadataRecord};
 
@@ -32,6 +35,10 @@ pub enum LifecycleRequest {
         incarnation_id: Uuid,
         endpoints: Vec<Endpoint>,
         rack: Option<String>,
+        /// A dedicated broker's address for the metadata log's replication: the controller
+        /// adds it as a Raft learner there. `None` for a voter.
+        #[serde(default)]
+        metadata_address: Option<String>,
     },
     Heartbeat {
         broker_id: BrokerId,
@@ -143,7 +150,12 @@ impl Quorum {
                 incarnation_id,
                 endpoints,
                 rack,
+                metadata_address,
             } => {
+                // A dedicated broker follows the log as a learner at the address it gives.
+                if let Some(address) = metadata_address {
+                    self.ensure_learner(broker_id, address).await?;
+                }
                 let current = image.broker(broker_id);
                 // The same incarnation again: its reply was lost, answer the same.
                 if let Some(current) = current
@@ -219,6 +231,58 @@ impl Quorum {
                 }
                 Ok(LifecycleReply::ShutdownReady)
             }
+        }
+    }
+
+    /// Makes `broker_id` a Raft learner replicated to at `address` (a restarted dedicated
+    /// broker may come back on another port: its address is updated).
+    async fn ensure_learner(
+        &self,
+        broker_id: BrokerId,
+        address: String,
+    ) -> Result<(), LifecycleError> {
+        let node_id = NodeId::try_from(broker_id)
+            .map_err(|_| LifecycleError::Failed(format!("broker id {broker_id} is negative")))?;
+        let metrics = self.metrics();
+        if metrics
+            .membership_config
+            .voter_ids()
+            .any(|id| id == node_id)
+        {
+            return Err(LifecycleError::Failed(format!(
+                "broker {broker_id} registered as a dedicated broker, but node {node_id} is a voter"
+            )));
+        }
+        let known = metrics
+            .membership_config
+            .nodes()
+            .find(|(id, _)| **id == node_id)
+            .map(|(_, node)| node.addr.clone());
+        let node = BasicNode::new(address.clone());
+        let changed = match known {
+            Some(known) if known == address => return Ok(()),
+            // SetNodes only replaces a learner's address here: learners do not vote, so this
+            // cannot split the quorum.
+            Some(_) => {
+                self.raft
+                    .change_membership(ChangeMembers::SetNodes([(node_id, node)].into()), true)
+                    .await
+            }
+            None => self.raft.add_learner(node_id, node, false).await,
+        };
+        match changed {
+            Ok(_) => {
+                tracing::info!(broker_id, %address, "dedicated broker follows the metadata log as a learner");
+                Ok(())
+            }
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
+                Err(LifecycleError::NotController {
+                    leader: forward.leader_id,
+                })
+            }
+            Err(error) => Err(LifecycleError::Failed(format!(
+                "adding broker {broker_id} as a learner: {error}"
+            ))),
         }
     }
 
@@ -347,8 +411,45 @@ impl Quorum {
         match self.controller_route() {
             Ok(None) => self.handle_lifecycle(request).await,
             Ok(Some(address)) => transport::send_lifecycle(&address, request, timeout).await,
-            Err(leader) => Err(LifecycleError::NotController { leader }),
+            Err(leader) => {
+                self.send_lifecycle_to_voters(request, leader, timeout)
+                    .await
+            }
         }
+    }
+
+    /// No leader known here (a learner before its first entry, or an election): asks the
+    /// configured voters, the hinted leader first, following one NotController hint.
+    async fn send_lifecycle_to_voters(
+        &self,
+        request: LifecycleRequest,
+        hint: Option<NodeId>,
+        timeout: Duration,
+    ) -> Result<LifecycleReply, LifecycleError> {
+        let mut order: Vec<NodeId> = hint.into_iter().collect();
+        order.extend(
+            self.bootstrap_voters
+                .keys()
+                .filter(|id| Some(**id) != hint && **id != self.node_id),
+        );
+        let mut last = LifecycleError::NotController { leader: hint };
+        for voter in order {
+            let Some(address) = self.bootstrap_voters.get(&voter) else {
+                continue;
+            };
+            match transport::send_lifecycle(address, request.clone(), timeout).await {
+                Err(LifecycleError::NotController {
+                    leader: Some(leader),
+                }) if leader != voter => {
+                    if let Some(address) = self.bootstrap_voters.get(&leader) {
+                        return transport::send_lifecycle(address, request, timeout).await;
+                    }
+                }
+                Err(error) => last = error,
+                answer => return answer,
+            }
+        }
+        Err(last)
     }
 }
 
@@ -374,6 +475,7 @@ async fn run_broker(
                 incarnation_id,
                 endpoints: endpoints.clone(),
                 rack: rack.clone(),
+                metadata_address: quorum.learner_address(),
             },
             Some(broker_epoch) => LifecycleRequest::Heartbeat {
                 broker_id,

@@ -189,6 +189,8 @@ pub struct QuorumStatus {
     /// Entries up to this offset are in the last snapshot.
     pub snapshot_offset: Option<u64>,
     pub voters: Vec<VoterStatus>,
+    /// Learners: dedicated brokers following the log (Kafka's observers).
+    pub observers: Vec<VoterStatus>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -232,6 +234,9 @@ pub struct Quorum {
     offered_cluster_id: std::sync::OnceLock<String>,
     /// Answers the requests other brokers forward to this node while it is active controller.
     forward_handler: std::sync::OnceLock<forward::ForwardHandler>,
+    /// `controller.quorum.voters` as configured: where a node that knows no leader yet (a
+    /// learner before its first entry) sends its registration.
+    bootstrap_voters: BTreeMap<NodeId, String>,
 }
 
 impl std::fmt::Debug for Quorum {
@@ -291,6 +296,7 @@ impl Quorum {
             committed_at_start,
             offered_cluster_id: std::sync::OnceLock::new(),
             forward_handler: std::sync::OnceLock::new(),
+            bootstrap_voters: config.voters.clone(),
         });
         let mut tasks = Vec::new();
         if let Some(bound) = bound {
@@ -363,6 +369,19 @@ impl Quorum {
         self.active_controller() == Some(self.node_id)
     }
 
+    /// Whether this node is a voter (else a learner following the voters' log).
+    pub fn is_voter(&self) -> bool {
+        self.bootstrap_voters.contains_key(&self.node_id)
+    }
+
+    /// A learner's address for the metadata log's replication, which it registers.
+    pub fn learner_address(&self) -> Option<String> {
+        if self.is_voter() {
+            return None;
+        }
+        self.listener.map(|address| address.to_string())
+    }
+
     /// Where requests for the active controller go: `None` when this node is it, else its
     /// controller listener's address; `Err` with the leader (if any) when there is no address.
     fn controller_route(&self) -> Result<Option<String>, Option<NodeId>> {
@@ -406,8 +425,11 @@ impl Quorum {
                     address: node.addr.clone(),
                     log_end_offset,
                 }
-            })
-            .collect();
+            });
+        let voter_ids: std::collections::BTreeSet<NodeId> =
+            metrics.membership_config.voter_ids().collect();
+        let (voters, observers): (Vec<VoterStatus>, Vec<VoterStatus>) =
+            voters.partition(|status| voter_ids.contains(&status.node_id));
         QuorumStatus {
             node_id: self.node_id,
             leader: metrics.current_leader,
@@ -416,6 +438,7 @@ impl Quorum {
             log_end_offset: next(metrics.last_log_index),
             snapshot_offset: metrics.snapshot.map(|log_id| log_id.index + 1),
             voters,
+            observers,
         }
     }
 

@@ -50,25 +50,8 @@ pub fn handle(
                         None => data
                             .with_leader_epoch(i32::try_from(status.term).unwrap_or(i32::MAX))
                             .with_high_watermark(status.high_watermark as i64)
-                            .with_current_voters(
-                                status
-                                    .voters
-                                    .iter()
-                                    .map(|voter| {
-                                        // Weir does not track fetch times per voter: -1 is
-                                        // Kafka's "unknown".
-                                        ReplicaState::default()
-                                            .with_replica_id(as_broker_id(voter.node_id))
-                                            .with_log_end_offset(
-                                                voter
-                                                    .log_end_offset
-                                                    .map_or(-1, |offset| offset as i64),
-                                            )
-                                            .with_last_fetch_timestamp(-1)
-                                            .with_last_caught_up_timestamp(-1)
-                                    })
-                                    .collect(),
-                            ),
+                            .with_current_voters(replica_states(&status.voters))
+                            .with_observers(replica_states(&status.observers)),
                     }
                 })
                 .collect();
@@ -105,4 +88,19 @@ pub fn handle(
         );
     }
     response
+}
+
+/// Each member's progress as DescribeQuorum reports it. Weir does not track fetch times per
+/// member: -1 is Kafka's "unknown".
+fn replica_states(members: &[crate::controller::quorum::VoterStatus]) -> Vec<ReplicaState> {
+    members
+        .iter()
+        .map(|member| {
+            ReplicaState::default()
+                .with_replica_id(BrokerId(i32::try_from(member.node_id).unwrap_or(-1)))
+                .with_log_end_offset(member.log_end_offset.map_or(-1, |offset| offset as i64))
+                .with_last_fetch_timestamp(-1)
+                .with_last_caught_up_timestamp(-1)
+        })
+        .collect()
 }
