@@ -1079,3 +1079,92 @@ fn create_topic_until_done(nodes: &[BrokerProcess], name: &str) -> anyhow::Resul
         create_topic(nodes, &live, name)
     })
 }
+
+/// Kafka's production layout: three dedicated controllers (`process.roles=controller`, no Kafka
+/// listener) and two dedicated brokers. Clients reach the quorum only through the brokers: they
+/// name themselves controller (as Kafka's brokers name a live broker) and forward CreateTopics
+/// and DescribeQuorum. Topics go on the brokers alone; after a SIGKILL of the active controller
+/// another takes over and topics are created again.
+#[test]
+fn dedicated_controllers_serve_dedicated_brokers() -> anyhow::Result<()> {
+    let config = lifecycle_config();
+    let config: Vec<&str> = config.iter().map(String::as_str).collect();
+    let mut controllers = BrokerProcess::start_controllers(3, &config)?;
+    let brokers = [
+        BrokerProcess::start_dedicated_broker(&controllers, 4, &config)?,
+        BrokerProcess::start_dedicated_broker(&controllers, 5, &config)?,
+    ];
+    let two_brokers = || {
+        wait_for("brokers 4 and 5 unfenced, as both see them", || {
+            for broker in &brokers {
+                let seen = view(broker).map_err(|error| error.to_string())?;
+                if seen.brokers != BTreeMap::from([(4, false), (5, false)])
+                    || !(4..=5).contains(&seen.controller)
+                {
+                    return Err(format!("{}: {seen:?}", broker.bootstrap()));
+                }
+            }
+            Ok(())
+        })
+    };
+    two_brokers()?;
+
+    let described = run_weir(
+        &[
+            "cluster",
+            "describe",
+            "--bootstrap-server",
+            &brokers[0].bootstrap(),
+        ],
+        "",
+    )?;
+    let text = String::from_utf8_lossy(&described.stdout);
+    ensure!(
+        described.status.success()
+            && text.contains("CurrentVoters:   [1 ")
+            && text.contains("CurrentObservers: [4 "),
+        "{text}{}",
+        String::from_utf8_lossy(&described.stderr)
+    );
+
+    for round in 0..2 {
+        let name = format!("on-brokers-{round}");
+        let request = {
+            use kafka_protocol::messages::create_topics_request::CreatableTopic;
+            use kafka_protocol::messages::{CreateTopicsRequest, TopicName};
+            use kafka_protocol::protocol::StrBytes;
+            CreateTopicsRequest::default()
+                .with_timeout_ms(10_000)
+                .with_topics(vec![
+                    CreatableTopic::default()
+                        .with_name(TopicName(StrBytes::from_string(name.clone())))
+                        .with_num_partitions(4)
+                        .with_replication_factor(2),
+                ])
+        };
+        let code = until_not_retriable(|| {
+            let created = send_raw(&brokers[round % 2], &request, i16::MAX)?;
+            Ok(created.topics.first().map(|topic| topic.error_code))
+        })?;
+        ensure!(code == Some(0), "creating {name}: {code:?}");
+        let placed = wait_for("the topic on both brokers", || {
+            layout(&brokers[1 - round % 2], &name).map_err(|error| error.to_string())
+        })?;
+        for (partition, _, replicas, _) in &placed {
+            let mut replicas = replicas.clone();
+            replicas.sort();
+            ensure!(replicas == [4, 5], "{name}-{partition}: {placed:?}");
+        }
+        if round == 0 {
+            // The active controller, as DescribeQuorum names it through a broker.
+            let leader = text
+                .lines()
+                .find_map(|line| line.strip_prefix("LeaderId:"))
+                .and_then(|id| id.trim().parse::<usize>().ok())
+                .ok_or_else(|| anyhow!("no LeaderId in {text}"))?;
+            controllers[leader - 1].kill();
+        }
+    }
+    two_brokers()?;
+    Ok(())
+}

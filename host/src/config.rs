@@ -39,7 +39,7 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     (
         "process.roles",
         "broker,controller",
-        "what this node is: broker,controller (combined mode: a broker and a quorum voter) or broker (a dedicated broker following the voters' metadata log as a Raft learner); controller alone is not supported yet",
+        "what this node is: broker,controller (combined mode: a broker and a quorum voter), broker (a dedicated broker following the voters' metadata log as a Raft learner) or controller (a dedicated voter with no Kafka listener)",
     ),
     (
         "listeners",
@@ -301,6 +301,10 @@ pub struct BrokerConfig {
     /// `process.roles` includes `controller`: a voter. Otherwise (`broker` alone) the node
     /// follows the voters' metadata log as a Raft learner.
     pub is_controller: bool,
+    /// `process.roles` includes `broker`: it registers, hosts partitions and serves clients.
+    /// A dedicated controller (`controller` alone) has no Kafka listener; `listener` is then
+    /// never bound.
+    pub is_broker: bool,
     pub quorum_election_timeout: std::time::Duration,
     pub metadata_dir: PathBuf,
     pub metadata_snapshot_interval: u64,
@@ -400,7 +404,6 @@ impl BrokerConfig {
             .collect();
         let listeners = parse_listeners(&get("listeners"), &controller_names)
             .map_err(|message| invalid("listeners", message))?;
-        let listener = listeners.plaintext;
         let node_id: i32 = number("node.id", &get("node.id"))?;
         if node_id < 0 {
             return Err(invalid("node.id", "must not be negative".to_string()));
@@ -420,16 +423,42 @@ impl BrokerConfig {
         }
         let is_broker = roles.iter().any(|role| role == "broker");
         let is_controller = roles.iter().any(|role| role == "controller");
-        if !is_broker {
-            // A dedicated controller serves no clients, and `weir cluster describe` and the
-            // admin tools reach the quorum through brokers: refuse instead of half-running.
-            return Err(invalid(
-                "process.roles",
-                "a dedicated controller (process.roles=controller) is not supported yet; use broker,controller".to_string(),
-            ));
-        }
         let quorum_voters = parse_voters(&get("controller.quorum.voters"))
             .map_err(|message| invalid("controller.quorum.voters", message))?;
+        let listener = match (listeners.plaintext, is_broker) {
+            (Some(_), false) => {
+                return Err(invalid(
+                    "listeners",
+                    "a dedicated controller (process.roles=controller) serves no clients: list only its controller listener".to_string(),
+                ));
+            }
+            (Some(listener), true) => listener,
+            (None, true) => {
+                return Err(invalid(
+                    "listeners",
+                    "no PLAINTEXT listener (PLAINTEXT://host:port)".to_string(),
+                ));
+            }
+            // Never bound: a dedicated controller has no Kafka listener. Its controller
+            // listener's host stands in where an address is shown.
+            (None, false) => match listeners.controller {
+                Some(controller) => SocketAddr::new(controller.ip(), 0),
+                None => {
+                    return Err(invalid(
+                        "listeners",
+                        "a dedicated controller needs its controller listener (CONTROLLER://host:port)".to_string(),
+                    ));
+                }
+            },
+        };
+        if !is_broker && !quorum_voters.contains_key(&node_id) {
+            return Err(invalid(
+                "process.roles",
+                format!(
+                    "a dedicated controller must be one of controller.quorum.voters (node.id={node_id})"
+                ),
+            ));
+        }
         if !is_controller {
             // A dedicated broker follows the metadata log of the voters as a Raft learner.
             if quorum_voters.is_empty() {
@@ -525,6 +554,7 @@ impl BrokerConfig {
             controller_listener: listeners.controller,
             quorum_voters,
             is_controller,
+            is_broker,
             quorum_election_timeout,
             metadata_dir,
             metadata_snapshot_interval,
@@ -663,7 +693,7 @@ fn flatten(prefix: &str, value: &toml::Value, out: &mut BTreeMap<String, String>
 /// `PLAINTEXT://host:port` (the only listener Weir speaks) or `host:port`.
 /// The listeners this node binds, by role.
 struct Listeners {
-    plaintext: SocketAddr,
+    plaintext: Option<SocketAddr>,
     controller: Option<SocketAddr>,
 }
 
@@ -697,7 +727,7 @@ fn parse_listeners(text: &str, controller_names: &[String]) -> Result<Listeners,
         *slot = Some(resolve(address)?);
     }
     Ok(Listeners {
-        plaintext: plaintext.ok_or("no PLAINTEXT listener (PLAINTEXT://host:port)")?,
+        plaintext,
         controller,
     })
 }
@@ -873,7 +903,23 @@ mod tests {
             (&["listeners=SASL://h:1"], Some("listeners")),
             (&["listeners=CONTROLLER://h:1"], Some("listeners")),
             (&["process.roles=broker"], Some("process.roles")),
-            (&["process.roles=controller"], Some("process.roles")),
+            (&["process.roles=controller"], Some("listeners")),
+            (
+                &[
+                    "process.roles=controller",
+                    "listeners=CONTROLLER://127.0.0.1:2",
+                    "controller.quorum.voters=2@127.0.0.1:2",
+                ],
+                Some("process.roles"),
+            ),
+            (
+                &[
+                    "process.roles=controller",
+                    "listeners=CONTROLLER://127.0.0.1:2",
+                    "controller.quorum.voters=1@127.0.0.1:2",
+                ],
+                None,
+            ),
             (
                 &["process.roles=broker", "controller.quorum.voters=1@h:1"],
                 Some("process.roles"),

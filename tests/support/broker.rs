@@ -137,6 +137,9 @@ pub struct BrokerProcess {
     /// Arguments after `serve` beyond the configs (`--plugin-dir DIR`).
     extra_args: Vec<String>,
     log_path: PathBuf,
+    /// A dedicated controller (`process.roles=controller`): no Kafka listener, so readiness
+    /// is its admin API answering.
+    dedicated_controller: bool,
     _temp: Option<tempfile::TempDir>,
 }
 
@@ -145,6 +148,20 @@ impl BrokerProcess {
     /// (combined mode), node ids 1..=nodes, each with its own Kafka, admin and controller port
     /// and data directory. `extra_config` applies to every node.
     pub fn start_cluster(nodes: usize, extra_config: &[&str]) -> anyhow::Result<Vec<Self>> {
+        Self::start_quorum(nodes, false, extra_config)
+    }
+
+    /// Starts `nodes` dedicated controllers (`process.roles=controller`: voters with no Kafka
+    /// listener), node ids 1..=nodes; brokers join them with [`Self::start_dedicated_broker`].
+    pub fn start_controllers(nodes: usize, extra_config: &[&str]) -> anyhow::Result<Vec<Self>> {
+        Self::start_quorum(nodes, true, extra_config)
+    }
+
+    fn start_quorum(
+        nodes: usize,
+        dedicated: bool,
+        extra_config: &[&str],
+    ) -> anyhow::Result<Vec<Self>> {
         let ports: Vec<[u16; 3]> = free_port_list(nodes * 3)
             .chunks(3)
             .map(|chunk| [chunk[0], chunk[1], chunk[2]])
@@ -160,11 +177,18 @@ impl BrokerProcess {
             let temp = tempfile::tempdir()?;
             let mut config = vec![
                 format!("node.id={}", index + 1),
-                format!(
-                    "listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}"
-                ),
+                if dedicated {
+                    format!("listeners=CONTROLLER://127.0.0.1:{controller}")
+                } else {
+                    format!(
+                        "listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}"
+                    )
+                },
                 format!("controller.quorum.voters={voters}"),
             ];
+            if dedicated {
+                config.push("process.roles=controller".to_string());
+            }
             config.extend(extra_config.iter().map(|item| item.to_string()));
             let mut broker = BrokerProcess {
                 child: None,
@@ -174,6 +198,7 @@ impl BrokerProcess {
                 data_dir: temp.path().join("data"),
                 extra_config: config,
                 extra_args: Vec::new(),
+                dedicated_controller: dedicated,
                 _temp: Some(temp),
             };
             broker.launch()?;
@@ -232,6 +257,7 @@ impl BrokerProcess {
             data_dir,
             extra_config: extra_config.iter().map(|item| item.to_string()).collect(),
             extra_args: extra_args.iter().map(|item| item.to_string()).collect(),
+            dedicated_controller: false,
             _temp: Some(temp),
         };
         broker.spawn()?;
@@ -284,8 +310,13 @@ impl BrokerProcess {
 
     fn wait_ready(&mut self) -> anyhow::Result<()> {
         let deadline = Instant::now() + START_TIMEOUT;
+        let ready_port = if self.dedicated_controller {
+            self.admin_port
+        } else {
+            self.port
+        };
         loop {
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            if TcpStream::connect(("127.0.0.1", ready_port)).is_ok() {
                 return Ok(());
             }
             if let Some(child) = self.child.as_mut()

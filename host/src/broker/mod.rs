@@ -260,13 +260,20 @@ impl Broker {
                     return Err(error);
                 }
             };
-        broker.migrate_local_topics().await;
+        // A dedicated controller hosts no partitions: a single-node directory's topics would be
+        // placed on it, so they wait for a broker's start.
+        if broker.config.is_broker {
+            broker.migrate_local_topics().await;
+        }
         broker.migrate_local_plugins().await;
         // Subscribed before the first pass, so an image published during it is not missed.
         let applied = broker.quorum.view().subscribe();
         let reconciling = broker.clone();
         tokio::task::spawn_blocking(move || reconciling.reconcile()).await?;
         tokio::spawn(run_reconciler(Arc::downgrade(&broker), applied));
+        if !broker.config.is_broker {
+            return Ok(broker);
+        }
         // Kafka's broker serves once the controller has unfenced it: before that, topics could
         // not be placed on it and clients would hear of a broker the cluster does not list.
         let unfenced = broker
@@ -583,11 +590,26 @@ impl Broker {
     }
 
     /// The active controller's id, or -1 while there is none (an election in progress).
+    /// The controller clients are told of (Metadata, DescribeCluster): the active controller
+    /// when it is a broker they can reach; otherwise (a dedicated controller) this broker, as
+    /// Kafka names a live broker, which forwards their admin requests.
     pub fn controller_id(&self) -> BrokerId {
-        self.quorum
+        let Some(active) = self
+            .quorum
             .active_controller()
             .and_then(|id| BrokerId::try_from(id).ok())
-            .unwrap_or(-1)
+        else {
+            return -1;
+        };
+        let image = self.quorum.view().image();
+        let reachable = image
+            .broker(active)
+            .is_some_and(|registration| !registration.fenced);
+        if reachable || !self.config.is_broker {
+            active
+        } else {
+            self.config.node_id
+        }
     }
 
     /// The registered brokers in the metadata image, fenced ones only if `include_fenced`, and

@@ -21,8 +21,11 @@ pub async fn run(config: BrokerConfig, admin: crate::admin::AdminOptions) -> any
             .await
             .map_err(|error| anyhow::anyhow!("cannot listen on {address}: {error}"))
     };
+    let is_broker = config.is_broker;
     // A taken port fails the start at once rather than after recovery...
-    drop(bind().await?);
+    if is_broker {
+        drop(bind().await?);
+    }
     let broker = Broker::start(config).await?;
     // Admin requests other brokers forward while this node is active controller. The handler
     // holds the broker weakly: the quorum it lives in belongs to the broker.
@@ -39,23 +42,35 @@ pub async fn run(config: BrokerConfig, admin: crate::admin::AdminOptions) -> any
             })
         }));
     // ...but clients can connect only once the broker answers: registered, unfenced, its
-    // partitions open. A client connecting earlier would wait on a silent socket.
-    let listener = bind().await?;
+    // partitions open. A client connecting earlier would wait on a silent socket. A dedicated
+    // controller has no Kafka listener.
+    let listener = if is_broker { Some(bind().await?) } else { None };
     let (shutdown_sender, shutdown) = watch::channel(false);
-    tracing::info!(
-        listener = %broker.config.listener,
-        log_dir = %broker.config.log_dir.display(),
-        cluster_id = %broker.cluster_id(),
-        topics = broker.topics().len(),
-        "weir is serving"
-    );
+    if is_broker {
+        tracing::info!(
+            listener = %broker.config.listener,
+            log_dir = %broker.config.log_dir.display(),
+            cluster_id = %broker.cluster_id(),
+            topics = broker.topics().len(),
+            "weir is serving"
+        );
+    } else {
+        tracing::info!(
+            controller_listener = ?broker.quorum.listener(),
+            log_dir = %broker.config.log_dir.display(),
+            "weir is serving as a dedicated controller"
+        );
+    }
     let maintenance = tokio::spawn(run_periodic_work(broker.clone(), shutdown.clone()));
     let admin = crate::admin::start(broker.clone(), admin, shutdown.clone()).await?;
-    let server = tokio::spawn(crate::protocol::serve(listener, broker.clone(), shutdown));
+    let server = listener
+        .map(|listener| tokio::spawn(crate::protocol::serve(listener, broker.clone(), shutdown)));
     wait_for_signal().await?;
     // Controlled shutdown: fenced first, so the cluster stops counting on this broker now
     // rather than after its session timeout.
-    if broker
+    if !is_broker {
+        tracing::info!("dedicated controller stopping");
+    } else if broker
         .quorum
         .controlled_shutdown(CONTROLLED_SHUTDOWN_TIMEOUT)
         .await
@@ -72,7 +87,9 @@ pub async fn run(config: BrokerConfig, admin: crate::admin::AdminOptions) -> any
     // Parked JoinGroup/SyncGroup requests would hold their connections until their rebalance
     // timeouts (minutes): answer them now so the connections drain.
     broker.groups.shutdown();
-    server.await?;
+    if let Some(server) = server {
+        server.await?;
+    }
     admin.stopped().await;
     maintenance.await?;
     let flushing = broker.clone();

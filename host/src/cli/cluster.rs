@@ -1,8 +1,9 @@
 //! `weir cluster describe`: the brokers (id, endpoint, rack, fenced or not), the active
 //! controller, the voters and the metadata log's high watermark, the way
 //! `kafka-metadata-quorum.sh describe --status` and `kafka-broker-api-versions.sh` show them.
-//! DescribeCluster goes to the bootstrap broker, DescribeQuorum to the active controller (only
-//! it knows every voter's progress).
+//! Both requests go to the bootstrap broker; DescribeQuorum travels on to the active controller
+//! (only it knows every voter's progress), which may be a dedicated controller clients cannot
+//! reach themselves.
 
 use kafka_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
 use kafka_protocol::messages::{
@@ -83,41 +84,16 @@ async fn describe_quorum(client: &mut Client) -> Result<DescribeQuorumResponse, 
 async fn describe(bootstrap_server: &str) -> Result<(), CliError> {
     let mut bootstrap = Client::bootstrap(bootstrap_server).await?;
     let cluster = describe_cluster(&mut bootstrap).await?;
-    let controller = cluster.controller_id.0;
     println!("ClusterId:       {}", cluster.cluster_id.as_str());
-    let address_of = |id: i32| {
-        cluster
-            .brokers
-            .iter()
-            .find(|broker| broker.broker_id.0 == id)
-            .map(|broker| format!("{}:{}", broker.host.as_str(), broker.port))
-    };
-    match controller {
-        -1 => println!("LeaderId:        none (an election is in progress)"),
-        id => {
-            println!("LeaderId:        {id}");
-            let quorum = match address_of(id) {
-                Some(address) if address == bootstrap.address() => {
-                    Some(describe_quorum(&mut bootstrap).await?)
-                }
-                // During a failover the named controller may be gone: show the brokers anyway.
-                Some(address) => match Client::connect(&address).await {
-                    Ok(mut client) => Some(describe_quorum(&mut client).await?),
-                    Err(error) => {
-                        println!("                 (unreachable: {error})");
-                        None
-                    }
-                },
-                None => {
-                    return Err(CliError::Usage(format!(
-                        "the active controller {id} is not among the brokers the cluster lists"
-                    )));
-                }
-            };
-            if let Some(quorum) = quorum {
-                print_quorum(&quorum)?;
+    // Any broker answers DescribeQuorum: one that is not the active controller forwards it.
+    match describe_quorum(&mut bootstrap).await {
+        Ok(quorum) => {
+            if let Err(error) = print_quorum(&quorum) {
+                println!("LeaderId:        unknown ({error})");
             }
         }
+        // During a failover there may be no controller to answer: show the brokers anyway.
+        Err(error) => println!("LeaderId:        unknown ({error})"),
     }
     println!();
     println!("{:<10}{:<24}{:<12}Fenced", "BrokerId", "Endpoint", "Rack");
@@ -157,6 +133,10 @@ fn print_quorum(quorum: &DescribeQuorumResponse) -> Result<(), CliError> {
         .map(|voter| (leader_end - voter.log_end_offset).max(0))
         .max()
         .unwrap_or(0);
+    match partition.leader_id.0 {
+        -1 => println!("LeaderId:        none (an election is in progress)"),
+        id => println!("LeaderId:        {id}"),
+    }
     println!("LeaderEpoch:     {}", partition.leader_epoch);
     println!("HighWatermark:   {}", partition.high_watermark);
     println!("MaxFollowerLag:  {max_lag}");

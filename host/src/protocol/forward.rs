@@ -21,7 +21,8 @@ use crate::controller::quorum::forward::FORWARD_TIMEOUT;
 const AUTO_CREATE_VERSION: i16 = 7;
 
 /// The APIs a broker forwards: the ones that change metadata, which only the active
-/// controller may propose.
+/// controller may propose, and DescribeQuorum, which only it can answer (a dedicated controller
+/// has no Kafka listener of its own).
 pub fn is_forwarded(api_key: ApiKey) -> bool {
     matches!(
         api_key,
@@ -30,6 +31,7 @@ pub fn is_forwarded(api_key: ApiKey) -> bool {
             | ApiKey::CreatePartitions
             | ApiKey::AlterConfigs
             | ApiKey::IncrementalAlterConfigs
+            | ApiKey::DescribeQuorum
     )
 }
 
@@ -178,13 +180,14 @@ mod tests {
     }
 
     #[test]
-    fn only_metadata_changes_are_forwarded() {
+    fn only_what_the_controller_answers_is_forwarded() {
         for api in [
             ApiKey::CreateTopics,
             ApiKey::DeleteTopics,
             ApiKey::CreatePartitions,
             ApiKey::AlterConfigs,
             ApiKey::IncrementalAlterConfigs,
+            ApiKey::DescribeQuorum,
         ] {
             assert!(is_forwarded(api), "{api:?}");
         }

@@ -1,7 +1,8 @@
 //! DescribeQuorum (KIP-595, KIP-853): the controller quorum's leader, epoch, high watermark and
-//! each voter's progress, as `kafka-metadata-quorum.sh describe --status` shows it. Only the
-//! active controller knows every voter's progress; another node answers
-//! NOT_LEADER_OR_FOLLOWER naming the leader it knows.
+//! each voter's and observer's progress, as `kafka-metadata-quorum.sh describe --status` shows
+//! it. Only the active controller knows every member's progress: other brokers forward the
+//! request to it (`protocol/forward.rs`), and answer NOT_LEADER_OR_FOLLOWER naming the leader
+//! they know only when it cannot be reached.
 
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::describe_quorum_response::{
