@@ -4,7 +4,10 @@
 //! the node comes back and catches up; a SIGSTOPped broker is fenced within its session timeout
 //! and unfenced after SIGCONT; a node restarted after the metadata log was snapshotted restores
 //! from the snapshot. What nodes agree on is read over the wire (DescribeCluster v2, with fenced
-//! brokers), from librdkafka, and from `weir cluster describe` / `weir metadata dump`.
+//! brokers), from librdkafka and kafka-python, and from `weir cluster describe` /
+//! `weir metadata dump`. Admin requests and plugin operations work through any broker, and the
+//! other layouts run too: a dedicated broker following the quorum as a learner, and dedicated
+//! controllers serving dedicated brokers.
 //!
 //! Timeouts used: `broker.session.timeout.ms=2000`, `broker.heartbeat.interval.ms=200`, Raft
 //! election timeout 1000 ms (`controller.quorum.election.timeout.ms`' default).
@@ -533,6 +536,16 @@ fn a_topic_created_through_one_broker_is_the_same_on_all_three() -> anyhow::Resu
             "partition {partition}: {spread:?}"
         );
     }
+    // kafka-python, an independent client stack, reads the same from every node.
+    if let Some(python) = weir_tests::clients::python_with_clients()? {
+        for node in &nodes {
+            ensure!(
+                kafka_python_layout(&python, node, "spread")? == spread,
+                "kafka-python on {} disagrees with {spread:?}",
+                node.bootstrap()
+            );
+        }
+    }
     let leaders: std::collections::BTreeSet<i32> = spread.iter().map(|p| p.1).collect();
     ensure!(
         leaders.len() == 3,
@@ -609,6 +622,34 @@ fn a_topic_created_through_one_broker_is_the_same_on_all_three() -> anyhow::Resu
         Ok(())
     })?;
     Ok(())
+}
+
+/// `topic`'s partitions as kafka-python's admin client describes them through `node`.
+fn kafka_python_layout(
+    python: &std::path::Path,
+    node: &BrokerProcess,
+    topic: &str,
+) -> anyhow::Result<Layout> {
+    const SCRIPT: &str = "import json, sys\n\
+        from kafka import KafkaAdminClient\n\
+        admin = KafkaAdminClient(bootstrap_servers=sys.argv[1])\n\
+        (described,) = admin.describe_topics([sys.argv[2]])\n\
+        print(json.dumps([[p['partition_index'], p['leader_id'], p['replica_nodes'], \
+        p['isr_nodes']] for p in described['partitions']]))\n";
+    let (success, output) = weir_tests::clients::run(
+        python,
+        &["-c", SCRIPT, &node.bootstrap(), topic],
+        Duration::from_secs(60),
+    )?;
+    ensure!(success, "kafka-python describe_topics failed:\n{output}");
+    let line = output
+        .lines()
+        .rev()
+        .find(|line| line.starts_with('['))
+        .ok_or_else(|| anyhow!("no layout in kafka-python's output:\n{output}"))?;
+    let mut layout: Layout = serde_json::from_str(line)?;
+    layout.sort();
+    Ok(layout)
 }
 
 /// One record sent with a raw Produce (acks=1) straight to `node`, whatever the metadata says;

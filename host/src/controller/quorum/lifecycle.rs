@@ -13,11 +13,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-use uuid::Uuid;
-
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, ChangeMembers};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
 use super::{NodeId, ProposeError, Quorum, transport};
 use crate::controller::records::{BrokerId, Change, Endpoint, MetadataRecord};
