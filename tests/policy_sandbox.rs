@@ -66,10 +66,52 @@ fn component(package: &str) -> &'static [u8] {
     COMPONENTS.get(package)
 }
 
-fn open() -> (tempfile::TempDir, Arc<Policies>) {
+/// What a test holds while it runs: its data directory, and its share of the machine.
+struct Held {
+    _dir: tempfile::TempDir,
+    _turn: Turn,
+}
+
+enum Turn {
+    Shared {
+        _guard: std::sync::RwLockReadGuard<'static, ()>,
+    },
+    Alone {
+        _guard: std::sync::RwLockWriteGuard<'static, ()>,
+    },
+}
+
+/// The other tests compile dozens of components with Cranelift at once, a memory-hungry load
+/// the timing test does not mean to measure: it loads the cores with busy threads of its own
+/// and runs alone.
+static MACHINE: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+fn open() -> (Held, Arc<Policies>) {
+    open_with(Turn::Shared {
+        _guard: MACHINE
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()),
+    })
+}
+
+fn open_alone() -> (Held, Arc<Policies>) {
+    open_with(Turn::Alone {
+        _guard: MACHINE
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()),
+    })
+}
+
+fn open_with(turn: Turn) -> (Held, Arc<Policies>) {
     let dir = tempfile::tempdir().expect("tempdir");
     let policies = Policies::open(Some(dir.path()), CONFIG).expect("open policies");
-    (dir, policies)
+    (
+        Held {
+            _dir: dir,
+            _turn: turn,
+        },
+        policies,
+    )
 }
 
 /// Installs version 1 of `package` as `name` and activates it (bound to topics only, unless
@@ -570,7 +612,7 @@ fn a_bound_plugin_is_quarantined_too_and_a_success_resets_the_run() {
 
 #[test]
 fn a_slow_but_honest_plugin_is_never_killed_on_a_loaded_machine() {
-    let (_dir, policies) = open();
+    let (_dir, policies) = open_alone();
     let name = "slow-acks";
     let (installed, took) =
         timed(|| policies.install(name, Some("1"), component("weir-test-acks-slow"), 0));
