@@ -7,8 +7,8 @@
 use super::{ApiError, Broker, PLUGINS_DIR};
 use crate::controller::image::registry_records;
 use crate::controller::records::{Change, MetadataRecord};
+use crate::policy::PluginInfo;
 use crate::policy::registry::{LEGACY_REGISTRY_FILE, read_legacy};
-use crate::policy::{PluginInfo, PolicyKind};
 
 /// Why a plugin operation did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -138,7 +138,7 @@ impl Broker {
     /// Uninstalls every version of `name`; refused while it is broker-wide or bound to topics.
     pub async fn remove_plugin(&self, name: &str) -> Result<(), PluginError> {
         let bound = match self.policies.kind_of(name) {
-            Some(kind) => self.bound_topics(kind, name),
+            Some(kind) => self.quorum.view().image().topics_bound_to(kind, name),
             None => Vec::new(),
         };
         let mut registry = (*self.policies.registry()).clone();
@@ -149,15 +149,6 @@ impl Broker {
         .await?;
         tracing::info!(plugin = name, "plugin removed");
         Ok(())
-    }
-
-    /// The topics whose `policy.<kind>` names `name`.
-    pub fn bound_topics(&self, kind: PolicyKind, name: &str) -> Vec<String> {
-        self.topics()
-            .into_iter()
-            .filter(|topic| Broker::policy_binding(topic, kind) == Some(name))
-            .map(|topic| topic.name)
-            .collect()
     }
 
     /// A data directory from before the controller kept its plugins in

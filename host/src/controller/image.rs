@@ -16,6 +16,7 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use super::records::{BrokerId, Change, ConfigResource, Endpoint, MetadataRecord, NO_LEADER};
+use crate::policy::PolicyKind;
 use crate::policy::registry::{InstalledVersion, Registry};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -178,13 +179,14 @@ impl MetadataImage {
         &self.plugins
     }
 
-    /// The topics whose `key` config (a `policy.<kind>` binding) is `value`.
-    fn topics_with_config(&self, key: &str, value: &str) -> Vec<String> {
+    /// The topics whose `policy.<kind>` config names the plugin `name`.
+    pub fn topics_bound_to(&self, kind: PolicyKind, name: &str) -> Vec<String> {
+        let key = kind.topic_config();
         self.configs
             .iter()
             .filter_map(|(resource, keys)| match resource {
-                ConfigResource::Topic(name) if keys.get(key).map(String::as_str) == Some(value) => {
-                    Some(name.clone())
+                ConfigResource::Topic(topic) if keys.get(key).map(String::as_str) == Some(name) => {
+                    Some(topic.clone())
                 }
                 _ => None,
             })
@@ -523,7 +525,7 @@ impl MetadataImage {
             }
             Change::PluginRemove { name } => {
                 let bound = match self.plugins.plugins.get(name) {
-                    Some(entry) => self.topics_with_config(entry.kind.topic_config(), name),
+                    Some(entry) => self.topics_bound_to(entry.kind, name),
                     None => Vec::new(),
                 };
                 Arc::make_mut(&mut self.plugins)
