@@ -88,6 +88,15 @@ pub fn validate_name(name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A name a new plugin may be installed under: valid, and not a built-in's.
+pub fn check_plugin_name(name: &str) -> anyhow::Result<()> {
+    validate_name(name)?;
+    if builtin_kind(name).is_some() {
+        bail!("`{name}` is the name of a built-in plugin; choose another name");
+    }
+    Ok(())
+}
+
 impl Registry {
     /// The version a new install of `name` gets when none is given: one more than the newest
     /// numeric version.
@@ -112,11 +121,8 @@ impl Registry {
         installed: InstalledVersion,
         component: ComponentBytes,
     ) -> anyhow::Result<bool> {
-        validate_name(name)?;
+        check_plugin_name(name)?;
         validate_name(&installed.version)?;
-        if builtin_kind(name).is_some() {
-            bail!("`{name}` is the name of a built-in plugin; choose another name");
-        }
         let actual = super::engine::sha256_hex(&component);
         if actual != installed.sha256 {
             bail!(

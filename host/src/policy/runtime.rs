@@ -20,7 +20,7 @@ use serde::Serialize;
 
 use super::engine::{CallLimits, Fault, PolicyEngine};
 use super::plugin::Plugin;
-use super::registry::{InstalledVersion, Registry, builtin_kind, validate_name};
+use super::registry::{InstalledVersion, Registry, builtin_kind, check_plugin_name, validate_name};
 use super::wit::acks::{Decision, Request};
 use super::wit::election::{Election, PartitionState};
 use super::{PerKind, PolicyKind, conformance, defaults, validate};
@@ -236,10 +236,7 @@ impl Policies {
         bytes: &[u8],
         now_ms: i64,
     ) -> anyhow::Result<(PolicyKind, InstalledVersion)> {
-        validate_name(name)?;
-        if builtin_kind(name).is_some() {
-            bail!("`{name}` is the name of a built-in plugin; choose another name");
-        }
+        check_plugin_name(name)?;
         let (kind, outcomes) = self.test(bytes, &[])?;
         let failed: Vec<String> = outcomes
             .iter()
