@@ -23,7 +23,6 @@ pub fn handle(
     request: DescribeQuorumRequest,
 ) -> DescribeQuorumResponse {
     let status = broker.quorum.status();
-    let as_broker_id = |id: u64| BrokerId(i32::try_from(id).unwrap_or(-1));
     let leader_id = status.leader.map_or(BrokerId(-1), as_broker_id);
     let is_leader = status.leader == Some(status.node_id);
     let topics = request
@@ -91,6 +90,11 @@ pub fn handle(
     response
 }
 
+/// A quorum node id on Kafka's wire (-1 if it does not fit).
+fn as_broker_id(id: u64) -> BrokerId {
+    BrokerId(i32::try_from(id).unwrap_or(-1))
+}
+
 /// Each member's progress as DescribeQuorum reports it. Weir does not track fetch times per
 /// member: -1 is Kafka's "unknown".
 fn replica_states(members: &[crate::controller::quorum::VoterStatus]) -> Vec<ReplicaState> {
@@ -98,7 +102,7 @@ fn replica_states(members: &[crate::controller::quorum::VoterStatus]) -> Vec<Rep
         .iter()
         .map(|member| {
             ReplicaState::default()
-                .with_replica_id(BrokerId(i32::try_from(member.node_id).unwrap_or(-1)))
+                .with_replica_id(as_broker_id(member.node_id))
                 .with_log_end_offset(member.log_end_offset.map_or(-1, |offset| offset as i64))
                 .with_last_fetch_timestamp(-1)
                 .with_last_caught_up_timestamp(-1)
