@@ -4,7 +4,7 @@
 //! handler a client connected to it would reach, and the response goes back to the client
 //! under the client's own correlation id.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::{
@@ -12,7 +12,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
-use super::{Request, api, decode_request, encode_response};
+use super::{FRAME_LENGTH_BYTES, Request, api, decode_request, encode_response};
 use crate::broker::topics::TopicRecord;
 use crate::broker::{ApiError, Broker};
 use crate::controller::quorum::forward::FORWARD_TIMEOUT;
@@ -79,13 +79,10 @@ pub async fn answer(broker: &Broker, frame: Vec<u8>) -> Result<Vec<u8>, String> 
     let Some(body) = api::dispatch(broker, request, peer).await else {
         return Err(format!("{api_key:?} gave no response"));
     };
-    let mut response =
+    let response =
         encode_response(correlation_id, api_key, version, &body).map_err(|e| e.to_string())?;
     // The length prefix belongs to the client connection's framing, not to this answer.
-    let _ = response.split_to(4);
-    let mut frame = Vec::with_capacity(response.len());
-    frame.put_slice(&response);
-    Ok(frame)
+    Ok(response[FRAME_LENGTH_BYTES..].to_vec())
 }
 
 /// Metadata's auto-creation on a broker that is not the active controller: a CreateTopics for
