@@ -58,13 +58,9 @@ pub fn dump(dir: &Path, out: &mut impl Write) -> anyhow::Result<()> {
     let record_line = |record: &crate::controller::records::MetadataRecord| {
         use crate::controller::records::Change;
         // A plugin component is megabytes of base64: its size stands in for it.
-        if let Change::PluginInstall { component, .. } = &record.change {
-            let mut shown = record.clone();
-            if let Change::PluginInstall { component, .. } = &mut shown.change {
-                *component = Vec::new().into();
-            }
-            let mut line: serde_json::Value =
-                serde_json::from_slice(&shown.encode()).unwrap_or(serde_json::Value::Null);
+        if let Change::PluginInstall { component, .. } = &record.change
+            && let Ok(mut line) = serde_json::to_value(record)
+        {
             line["component"] = format!("<{} bytes>", component.len()).into();
             return line.to_string();
         }
