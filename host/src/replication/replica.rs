@@ -203,16 +203,10 @@ impl Replica {
                 isr,
                 now_ms,
             } => {
-                if leader_epoch < self.leader_epoch {
+                let new_epoch = leader_epoch > self.leader_epoch || self.role != Role::Leader;
+                if !self.adopt(Role::Leader, leader_epoch, partition_epoch, replicas, isr) {
                     return commands;
                 }
-                let new_epoch = leader_epoch > self.leader_epoch || self.role != Role::Leader;
-                self.role = Role::Leader;
-                self.leader_epoch = leader_epoch;
-                self.partition_epoch = partition_epoch;
-                self.replicas = replicas;
-                self.isr = isr;
-                self.pending = None;
                 if new_epoch {
                     self.leader_epoch_start_offset = self.log_end_offset;
                     // Every follower starts with a full lag allowance: a new leader has not
@@ -242,16 +236,15 @@ impl Replica {
                 replicas,
                 isr,
             } => {
-                if leader_epoch < self.leader_epoch {
-                    return commands;
+                if self.adopt(
+                    Role::Follower { leader },
+                    leader_epoch,
+                    partition_epoch,
+                    replicas,
+                    isr,
+                ) {
+                    self.followers.clear();
                 }
-                self.role = Role::Follower { leader };
-                self.leader_epoch = leader_epoch;
-                self.partition_epoch = partition_epoch;
-                self.replicas = replicas;
-                self.isr = isr;
-                self.pending = None;
-                self.followers.clear();
             }
             Event::Appended { log_end_offset } => {
                 debug_assert!(
@@ -367,6 +360,28 @@ impl Replica {
         commands
     }
 
+    /// Takes the role and partition state the metadata gives, unless it is from an older
+    /// leader epoch (false: ignored). Any proposal in flight is void under the new state.
+    fn adopt(
+        &mut self,
+        role: Role,
+        leader_epoch: i32,
+        partition_epoch: i32,
+        replicas: Vec<BrokerId>,
+        isr: Vec<BrokerId>,
+    ) -> bool {
+        if leader_epoch < self.leader_epoch {
+            return false;
+        }
+        self.role = role;
+        self.leader_epoch = leader_epoch;
+        self.partition_epoch = partition_epoch;
+        self.replicas = replicas;
+        self.isr = isr;
+        self.pending = None;
+        true
+    }
+
     fn propose(&mut self, isr: Vec<BrokerId>, commands: &mut Vec<Command>) {
         commands.push(Command::ProposeIsr {
             isr: isr.clone(),
@@ -412,15 +427,21 @@ mod tests {
 
     const LAG_MS: i64 = 30_000;
 
-    fn leader_of_three() -> Replica {
-        let mut replica = Replica::new(
-            1,
+    /// A replica on broker `me` whose log ends at `log_end_offset`, restored with
+    /// `high_watermark`.
+    fn replica_on(me: BrokerId, log_end_offset: u64, high_watermark: u64) -> Replica {
+        Replica::new(
+            me,
             ReplicaConfig {
                 lag_time_max_ms: LAG_MS,
             },
-            0,
-            0,
-        );
+            log_end_offset,
+            high_watermark,
+        )
+    }
+
+    fn leader_of_three() -> Replica {
+        let mut replica = replica_on(1, 0, 0);
         let commands = replica.handle(Event::BecomeLeader {
             leader_epoch: 1,
             partition_epoch: 1,
@@ -635,14 +656,7 @@ mod tests {
     #[test]
     fn a_new_leader_needs_followers_to_reach_its_epoch_start() {
         // Broker 2 becomes leader at epoch 2 with 8 records; follower 3 had only 6.
-        let mut replica = Replica::new(
-            2,
-            ReplicaConfig {
-                lag_time_max_ms: LAG_MS,
-            },
-            8,
-            6,
-        );
+        let mut replica = replica_on(2, 8, 6);
         replica.handle(Event::BecomeLeader {
             leader_epoch: 2,
             partition_epoch: 4,
@@ -693,14 +707,7 @@ mod tests {
 
     #[test]
     fn a_follower_takes_the_leaders_high_watermark_up_to_its_own_end() {
-        let mut replica = Replica::new(
-            3,
-            ReplicaConfig {
-                lag_time_max_ms: LAG_MS,
-            },
-            0,
-            0,
-        );
+        let mut replica = replica_on(3, 0, 0);
         replica.handle(Event::BecomeFollower {
             leader: 1,
             leader_epoch: 1,
