@@ -775,17 +775,20 @@ fn fetch_raw(node: &BrokerProcess, topic: &str, partition: i32) -> anyhow::Resul
 }
 
 /// Sends a request again while it answers NOT_CONTROLLER (a controller election under load;
-/// clients retry it the same way) and returns the first other error code.
-fn until_not_retriable(
+/// clients retry it the same way), then requires the first other error code to be success.
+fn succeeds_through_elections(
+    what: &str,
     mut send: impl FnMut() -> anyhow::Result<Option<i16>>,
-) -> anyhow::Result<Option<i16>> {
+) -> anyhow::Result<()> {
     let not_controller = kafka_protocol::ResponseError::NotController.code();
-    wait_for("an answer other than NOT_CONTROLLER", || {
+    let code = wait_for("an answer other than NOT_CONTROLLER", || {
         match send().map_err(|error| error.to_string())? {
             Some(code) if code == not_controller => Err("NOT_CONTROLLER".to_string()),
             other => Ok(other),
         }
-    })
+    })?;
+    ensure!(code == Some(0), "{what}: {code:?}");
+    Ok(())
 }
 
 /// KIP-590's forwarding: admin requests sent to a broker that is not the active controller
@@ -818,15 +821,13 @@ fn admin_requests_sent_to_any_broker_reach_the_controller() -> anyhow::Result<()
                 .with_num_partitions(2)
                 .with_replication_factor(3),
         ]);
-    let code = until_not_retriable(|| {
-        let created = send_raw(node, &create, i16::MAX)?;
-        Ok(created.topics.first().map(|topic| topic.error_code))
-    })?;
-    ensure!(
-        code == Some(0),
-        "CreateTopics through broker {}: {code:?}",
-        entry + 1
-    );
+    succeeds_through_elections(
+        &format!("CreateTopics through broker {}", entry + 1),
+        || {
+            let created = send_raw(node, &create, i16::MAX)?;
+            Ok(created.topics.first().map(|topic| topic.error_code))
+        },
+    )?;
     // As in Kafka, the creation is answered once the controller committed it; the entry broker
     // learns it from the metadata log a moment later.
     wait_for(
@@ -845,15 +846,13 @@ fn admin_requests_sent_to_any_broker_reach_the_controller() -> anyhow::Result<()
                 .with_count(4)
                 .with_assignments(None),
         ]);
-    let code = until_not_retriable(|| {
-        let grown = send_raw(node, &grow, i16::MAX)?;
-        Ok(grown.results.first().map(|topic| topic.error_code))
-    })?;
-    ensure!(
-        code == Some(0),
-        "CreatePartitions through broker {}: {code:?}",
-        entry + 1
-    );
+    succeeds_through_elections(
+        &format!("CreatePartitions through broker {}", entry + 1),
+        || {
+            let grown = send_raw(node, &grow, i16::MAX)?;
+            Ok(grown.results.first().map(|topic| topic.error_code))
+        },
+    )?;
     wait_for("four partitions everywhere", || {
         for node in &nodes {
             let partitions = layout(node, "forwarded").map_err(|error| error.to_string())?;
@@ -916,15 +915,13 @@ fn admin_requests_sent_to_any_broker_reach_the_controller() -> anyhow::Result<()
         .with_topics(vec![
             DeleteTopicState::default().with_name(Some(name("forwarded"))),
         ]);
-    let code = until_not_retriable(|| {
-        let deleted = send_raw(node, &delete, i16::MAX)?;
-        Ok(deleted.responses.first().map(|topic| topic.error_code))
-    })?;
-    ensure!(
-        code == Some(0),
-        "DeleteTopics through broker {}: {code:?}",
-        entry + 1
-    );
+    succeeds_through_elections(
+        &format!("DeleteTopics through broker {}", entry + 1),
+        || {
+            let deleted = send_raw(node, &delete, i16::MAX)?;
+            Ok(deleted.responses.first().map(|topic| topic.error_code))
+        },
+    )?;
     wait_for("forwarded gone everywhere", || {
         for node in &nodes {
             if layout(node, "forwarded").is_ok() {
@@ -1183,11 +1180,10 @@ fn dedicated_controllers_serve_dedicated_brokers() -> anyhow::Result<()> {
                         .with_replication_factor(2),
                 ])
         };
-        let code = until_not_retriable(|| {
+        succeeds_through_elections(&format!("creating {name}"), || {
             let created = send_raw(&brokers[round % 2], &request, i16::MAX)?;
             Ok(created.topics.first().map(|topic| topic.error_code))
         })?;
-        ensure!(code == Some(0), "creating {name}: {code:?}");
         let placed = wait_for("the topic on both brokers", || {
             layout(&brokers[1 - round % 2], &name).map_err(|error| error.to_string())
         })?;
